@@ -1,0 +1,132 @@
+"""The `attnlab` command.
+
+    attnlab check [EXERCISE ...] [--src DIR] [-v]     your progress (grades src/ by default)
+    attnlab grade SUBMISSION [--json FILE] [EXERCISE ...]
+    attnlab grade-batch SUBMISSIONS_DIR --out RESULTS_DIR [--workers N]
+    attnlab build [--check]                          regenerate stubs and notebooks from solutions/
+    attnlab classroom ...                            nbgrader course (see docs/classroom.md)
+    attnlab list                                     every exercise with its points
+"""
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        sys.stderr.write(f"attnlab: {message} (see `attnlab {self.prog.split()[-1]} --help`)\n"
+                         if " " in self.prog else f"attnlab: {message} (see `attnlab --help`)\n")
+        sys.exit(2)
+
+
+def _parser():
+    p = _Parser(prog="attnlab", description="Attention, from Intuition to Kernels: build, check and grade.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    c = sub.add_parser("check", help="grade your own src/ and show a progress table")
+    c.add_argument("exercises", nargs="*", metavar="EXERCISE", help="exercise ids or module names (default: all)")
+    c.add_argument("--src", default=None, help="folder containing attnlab/ (default: the course's src/)")
+    c.add_argument("-v", "--verbose", action="store_true", help="show every test case")
+    c.add_argument("--timeout", type=float, default=None, help="seconds per exercise (default 20)")
+
+    g = sub.add_parser("grade", help="grade the attnlab/ package in a submission folder")
+    g.add_argument("submission", metavar="SUBMISSION")
+    g.add_argument("exercises", nargs="*", metavar="EXERCISE")
+    g.add_argument("--json", dest="json_path", metavar="FILE", help="write the grade JSON here ('-' for stdout)")
+    g.add_argument("--timeout", type=float, default=None, help="seconds per exercise (default 20)")
+    g.add_argument("--seed", type=int, default=None, help="input seed (default $ATTNLAB_GRADE_SEED or 0)")
+    g.add_argument("-v", "--verbose", action="store_true")
+
+    b = sub.add_parser("grade-batch", help="grade one folder per student, resumably")
+    b.add_argument("submissions", metavar="SUBMISSIONS_DIR")
+    b.add_argument("--out", required=True, metavar="RESULTS_DIR")
+    b.add_argument("--workers", type=int, default=1)
+    b.add_argument("--timeout", type=float, default=None, help="seconds per exercise (default 20)")
+    b.add_argument("--seed", type=int, default=None)
+    b.add_argument("exercises", nargs="*", metavar="EXERCISE")
+
+    bl = sub.add_parser("build", help="regenerate src/ stubs and notebooks/ from solutions/")
+    bl.add_argument("--check", action="store_true", help="fail if generated files are out of date")
+
+    sub.add_parser("list", help="list exercises")
+
+    cl = sub.add_parser("classroom", help="nbgrader classroom workflow (see docs/classroom.md)")
+    cl.add_argument("action", choices=["source", "release", "verify-release", "push-grades"])
+    cl.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    from .runner import UsageError
+    from .sandbox import SandboxError
+
+    try:
+        return _dispatch(args)
+    except (UsageError, SandboxError) as exc:
+        sys.stderr.write(f"attnlab: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("attnlab: interrupted\n")
+        return 130
+
+
+def _dispatch(args):
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    if args.command == "build":
+        from .build import BuildError, build
+
+        try:
+            return build(check=args.check)
+        except BuildError as exc:
+            sys.stderr.write(f"attnlab build: {exc}\n")
+            return 2
+    if args.command == "list":
+        from . import registry
+
+        for ex in registry.all_exercises():
+            print(f"{ex.id:45s} {ex.points:g} points  {len(ex.cases)} cases  {len(ex.mutants)} mutants")
+        return 0
+    if args.command == "check":
+        from .report import progress_table
+        from .runner import grade_submission
+
+        src = Path(args.src) if args.src else ROOT / "src"
+        report = grade_submission(src, args.exercises or None, timeout=args.timeout, seed=0)
+        print(progress_table(report, verbose=args.verbose))
+        return 0 if report["total"] == report["max_total"] else 1
+    if args.command == "grade":
+        from .report import progress_table
+        from .runner import grade_submission
+
+        report = grade_submission(args.submission, args.exercises or None, timeout=args.timeout, seed=args.seed)
+        text = json.dumps(report, indent=2, sort_keys=False) + "\n"
+        if args.json_path == "-":
+            sys.stdout.write(text)
+        else:
+            if args.json_path:
+                from .batch import atomic_write
+
+                atomic_write(Path(args.json_path), text)
+            print(progress_table(report, verbose=args.verbose))
+        return 0
+    if args.command == "grade-batch":
+        from .batch import grade_batch
+
+        return grade_batch(args.submissions, args.out, workers=args.workers, timeout=args.timeout,
+                           seed=args.seed, exercise_ids=args.exercises or None)
+    if args.command == "classroom":
+        from .classroom import main as classroom_main
+
+        return classroom_main(args.action, args.args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
