@@ -48,14 +48,33 @@ class SandboxBackend:
         self.copy_dir = copy_submission(Path(root) / "attnlab", self.limits)
         self.worker = None
         self.deadline = None
+        self.imported = set()
+        self.broken = {}  # module -> WorkerGone / ImportFailed seen while importing it: not retried
 
     def begin_exercise(self, exercise):
         self.deadline = time.monotonic() + self.limits.wall_s
 
-    def call(self, exercise, args, kwargs):
+    def _ensure_imported(self, module):
+        if module in self.broken:
+            raise self.broken[module]
         if self.worker is None or not self.worker.alive:
             self.worker = Worker(self.copy_dir, self.limits, self.mode)
             self.worker.start()
+            self.imported = set()
+        if module in self.imported:
+            return
+        try:
+            message = self.worker.import_module(module, self.deadline)
+        except WorkerGone as exc:
+            self.broken[module] = exc  # a module that hangs or kills the process on import does it every time
+            raise
+        if message.get("op") == "raised":
+            self.broken[module] = ImportFailed({k: message.get(k, "") for k in ("type", "message", "where")})
+            raise self.broken[module]
+        self.imported.add(module)
+
+    def call(self, exercise, args, kwargs):
+        self._ensure_imported(exercise.module)
         message, value = self.worker.call(exercise.module, exercise.function, args, kwargs, exercise.deps,
                                           exercise.forbidden, _reference_for_dep, self.deadline)
         return _interpret(message, value)
@@ -65,6 +84,7 @@ class SandboxBackend:
         if self.worker is not None:
             self.worker.kill()
             self.worker = None
+            self.imported = set()
 
     def close(self):
         if self.worker is not None:

@@ -356,6 +356,18 @@ class Worker:
         except (wire.WireError, ValueError, UnicodeDecodeError) as exc:
             raise WorkerGone(f"sent malformed data ({exc})") from None
 
+    def import_module(self, module, deadline):
+        """Import attnlab.<module> in the worker. Returns the reply message ('imported' or 'raised')."""
+        try:
+            wire.send(self.cmd_fd, {"op": "import", "module": module})
+        except (BrokenPipeError, OSError):
+            code = self.proc.wait()
+            raise WorkerGone(_exit_reason(code)) from None
+        message, _ = self._receive(deadline)
+        if message.get("op") not in ("imported", "raised"):
+            raise WorkerGone(f"sent an unexpected message {message.get('op')!r}")
+        return message
+
     def call(self, module, function, args, kwargs, deps, forbidden, dep_handler, deadline):
         """Run attnlab.<module>.<function>(*args, **kwargs) in the worker. Returns (message, value)."""
         try:

@@ -300,6 +300,14 @@ def _serve(cmd_fd, res_fd):
             return
         if message.get("op") == "exit":
             return
+        if message.get("op") == "import":
+            try:
+                importlib.import_module(f"attnlab.{message['module']}")
+            except BaseException as exc:  # SyntaxError, ImportError, SystemExit at import...
+                send(res_fd, dict(op="raised", phase="import", **_describe_exception(exc)))
+            else:
+                send(res_fd, {"op": "imported"})
+            continue
         if message.get("op") != "call":
             send(res_fd, {"op": "protocol_error", "message": f"unknown op {message.get('op')!r}"})
             continue
