@@ -60,8 +60,24 @@ def _parser():
     return p
 
 
+def _parse(argv):
+    """Subcommand first, then that subcommand's own parser, so options and exercise ids may be mixed."""
+    parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-"):
+        return parser.parse_args(argv)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    sub = subparsers.choices.get(argv[0])
+    if sub is None:
+        return parser.parse_args(argv)  # reports the invalid choice in one line
+    namespace = argparse.Namespace(command=argv[0])
+    if argv[0] == "classroom":
+        return sub.parse_args(argv[1:], namespace)
+    return sub.parse_intermixed_args(argv[1:], namespace)
+
+
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     from .runner import UsageError
     from .sandbox import SandboxError
 

@@ -1,0 +1,21 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ATTNLAB = str(Path(sys.executable).parent / "attnlab")
+
+
+def run_cli(*args, cwd=None, env=None, timeout=300):
+    """Run the installed `attnlab` console script; returns CompletedProcess (text)."""
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([ATTNLAB, *map(str, args)], cwd=cwd or ROOT, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return run_cli

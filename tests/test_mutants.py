@@ -1,0 +1,44 @@
+"""The mutant catalogue: every known mistake loses points and the grader names it."""
+import pytest
+
+from autograde import registry
+from autograde.runner import InProcessBackend, grade_with_backend
+
+EXERCISES = registry.all_exercises()
+MUTANTS = [(ex, m) for ex in EXERCISES for m in ex.mutants]
+
+
+def _grade(exercise, func):
+    report = grade_with_backend(InProcessBackend({exercise.id: func}), [exercise.id])
+    return report["exercises"][0]
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.id)
+def test_reference_scores_full_marks(exercise):
+    result = _grade(exercise, exercise.reference)
+    assert result["status"] == "passed", [t["message"] for t in result["tests"] if not t["passed"]]
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.id)
+def test_catalogue_is_substantial(exercise):
+    assert len(exercise.mutants) >= 2, f"{exercise.id} needs a mutant catalogue"
+    assert len(exercise.cases) >= 3
+    assert all(c.intent for c in exercise.cases)
+
+
+@pytest.mark.parametrize("exercise,mutant", MUTANTS, ids=[f"{e.id}:{m.name}" for e, m in MUTANTS])
+def test_mutant_loses_points_and_is_named(exercise, mutant):
+    result = _grade(exercise, mutant.func)
+    assert result["points"] < result["max_points"], f"{mutant.name} scored full marks"
+    messages = [t["message"] for t in result["tests"] if not t["passed"]]
+    assert any(mutant.hint in m for m in messages), f"no message names {mutant.name!r}: {messages}"
+    for m in messages:  # the house format: `<function>: <what> [case]; expected X, got Y. Hint: ...`
+        assert m.startswith(exercise.id + ":"), m
+
+
+def test_unscaled_attention_gets_the_scale_hint():
+    ex = registry.get("attention.scaled_dot_product_attention")
+    mutant = next(m for m in ex.mutants if m.name == "forgot scale")
+    messages = [t["message"] for t in _grade(ex, mutant.func)["tests"] if not t["passed"]]
+    assert any("did you forget 1/sqrt(D)?" in m for m in messages)
+    assert any("max abs error" in m and "worst at index" in m for m in messages)
