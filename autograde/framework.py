@@ -17,6 +17,13 @@ from .compare import Mismatch, compare_arrays, describe_type, same_output
 DTYPE_HINT = "keep the input's dtype: a float32 input must give a float32 output (watch for float64 constants)"
 
 
+def hint_suffix(hint):
+    """' Hint: <hint>.' (no doubled punctuation), or '' without a hint."""
+    if not hint:
+        return ""
+    return f" Hint: {hint}" + ("" if hint.endswith((".", "?", "!")) else ".")
+
+
 @dataclass(frozen=True)
 class Mutant:
     """A mistake learners make, as a runnable wrong implementation, and the hint that names it."""
@@ -136,9 +143,7 @@ class Context:
     def fail(self, detail, hint=None):
         msg = f"{self.exercise.id}: {self.case.intent} [{self.case.name}]; {detail}."
         hint = hint or self.diagnose()
-        if hint:
-            msg += f" Hint: {hint}."
-        raise CaseFailed(msg)
+        raise CaseFailed(msg + hint_suffix(hint))
 
     def expect(self, got, expected, what=None, dtype=None, hint=None, rtol=None, atol=None):
         """Compare an ndarray output with the oracle; on failure name the likely mistake."""

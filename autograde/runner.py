@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import registry
-from .framework import (CaseFailed, Context, diagnose_exception, ForbiddenUsed, ImportFailed, LearnerRaised, NotImplementedYet,
+from .framework import (CaseFailed, Context, diagnose_exception, hint_suffix, ForbiddenUsed, ImportFailed, LearnerRaised, NotImplementedYet,
                         case_rng)
 from .sandbox import Limits, dropped_guarantees, SandboxError, Worker, WorkerGone, copy_submission, sandbox_mode
 from .worker import TensorData
@@ -171,7 +171,7 @@ def grade_exercise(exercise, backend, seed=0):
             hint = diagnose_exception(exercise, *ctx.pending, info["type"])
             tests.append(_test(case, False, f"{exercise.id}: {case.intent} [{case.name}]; raised "
                                             f"{info['type']}: {info['message']}{where}."
-                                            + (f" Hint: {hint}." if hint else "")))
+                                            + hint_suffix(hint)))
         except NotImplementedYet:
             status, reason = "not_implemented", "raises NotImplementedError: not implemented yet"
         except ForbiddenUsed as exc:

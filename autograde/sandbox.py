@@ -183,7 +183,10 @@ _HIDE = ("autograde", "attnlab", "attention_course", "__editable__")
 
 
 def _bwrap_argv(copy_dir, config_json):
-    argv = [bwrap_path(), "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    # Mount order matters: the private /tmp first, so that a Python installed under /tmp (a venv in a
+    # fresh clone there) is bound on top of it rather than hidden by it.
+    argv = [bwrap_path(), "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     if os.getuid() == 0:
         argv += ["--uid", "65534", "--gid", "65534"]
     for d in ("/usr", "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d"):
@@ -209,8 +212,7 @@ def _bwrap_argv(copy_dir, config_json):
             if entry.startswith(_HIDE):
                 full = os.path.join(sdir, entry)
                 argv += (["--tmpfs", full] if os.path.isdir(full) else ["--ro-bind", "/dev/null", full])
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-             "--ro-bind", str(copy_dir), "/submission", "--chdir", "/submission",
+    argv += ["--ro-bind", str(copy_dir), "/submission", "--chdir", "/submission",
              "--clearenv"]
     for k, v in _clean_env("/tmp").items():
         argv += ["--setenv", k, v]

@@ -1,0 +1,248 @@
+"""End to end: the nbgrader classroom pipeline for notebook 01, driven through REAL nbgrader.
+
+One course directory is built once (module fixture): `attnlab classroom source`, `attnlab classroom release`,
+three simulated students (complete, untouched stubs, one planted bug) in ``submitted/``, one
+``nbgrader autograde`` for all of them, ``nbgrader export`` to CSV and ``nbgrader generate_feedback`` for
+the buggy student. The tests then check scores, the release and the feedback.
+"""
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autograde import classroom
+from autograde.build import SOLUTIONS, solution_only
+from autograde.course import NOTEBOOKS
+from autograde.runner import grade_submission
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+NB = NOTEBOOKS[0]
+A = NB.name                                   # "01_what_attention_computes"
+FULL = sum(e.points for e in classroom.notebook_exercises(NB))
+STUDENTS = ("complete", "stubs", "buggy")
+GOOD_LINE = "    shifted = x - np.max(x, axis=axis, keepdims=True)  # (..., S), every entry <= 0"
+BUGGY_LINE = "    shifted = x  # planted bug: no max subtraction, exp overflows on large logits"
+
+
+def _env():
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    for var in ("ATTNLAB_SRC", "ATTNLAB_STRICT", "ATTNLAB_GRADE_SEED", "NBGRADER_EXECUTION"):
+        env.pop(var, None)
+    return env
+
+
+def _run(cmd, cwd, timeout=300):
+    r = subprocess.run(cmd, cwd=str(cwd), env=_env(), capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"{' '.join(map(str, cmd))} exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+def _nbgrader(course, *args):
+    return _run([classroom.nbgrader_executable(), *args], course)
+
+
+def _attnlab(*args):
+    return subprocess.run([sys.executable, "-m", "autograde.cli", *args], cwd=str(ROOT), env=_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+def _solution_modules():
+    return {p.name: solution_only(p.read_text()) for p in sorted((SOLUTIONS / "attnlab").glob("*.py"))}
+
+
+def _fill_answer(notebook_path, text):
+    nb = json.loads(notebook_path.read_text())
+    cells = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "answer-1"]
+    assert len(cells) == 1
+    cells[0]["source"] = text
+    notebook_path.write_text(json.dumps(nb, indent=1))
+
+
+def _submit(course, student, modules=None, answer=None):
+    dest = course / "submitted" / student / A
+    shutil.copytree(course / "release" / A, dest)
+    (dest / "timestamp.txt").write_text("2025-01-15 12:00:00.000000 UTC")
+    for name, text in (modules or {}).items():
+        (dest / "src" / "attnlab" / name).write_text(text)
+    if answer:
+        _fill_answer(dest / f"{A}.ipynb", answer)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    course = tmp_path_factory.mktemp("classroom") / "course"
+    r = _attnlab("classroom", "source", str(course), "--notebooks", "01")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = _attnlab("classroom", "release", str(course), A)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    (course / "students.csv").write_text("id,first_name,last_name\ncomplete,Ada,Complete\n"
+                                         "stubs,Sam,Stubs\nbuggy,Bo,Buggy\n")
+    _nbgrader(course, "db", "student", "import", "students.csv")
+
+    solutions = _solution_modules()
+    assert GOOD_LINE in solutions["softmax.py"]
+    buggy = dict(solutions, **{"softmax.py": solutions["softmax.py"].replace(GOOD_LINE, BUGGY_LINE)})
+    _submit(course, "complete", solutions, answer="Attention keeps every encoder state and reads a new mix of them.")
+    _submit(course, "stubs")
+    _submit(course, "buggy", buggy, answer="A written answer.")
+
+    _nbgrader(course, "autograde", A)
+    _nbgrader(course, "export", "--to", "grades.csv")
+    _nbgrader(course, "generate_feedback", A, "--student", "buggy")
+    return course
+
+
+def _exported(course):
+    with open(course / "grades.csv", newline="") as fh:
+        return {row["student_id"]: row for row in csv.DictReader(fh)}
+
+
+def _cell_scores(course, student):
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=classroom.read_course_id(course)) as gb:
+        nb = gb.find_submission_notebook(A, A, student)
+        return {g.name: (g.auto_score, g.manual_score, g.score, g.max_score) for g in nb.grades}
+
+
+# ------------------------------------------------------------------------------------------ source
+def test_source_layout_and_config(course):
+    src = course / "source" / A
+    assert (src / f"{A}.ipynb").is_file()                       # top level (nbgrader globs <a>/*.ipynb)
+    stubs = {p.name for p in (src / "src" / "attnlab").glob("*.py")}
+    assert stubs == {p.name for p in (SOLUTIONS / "attnlab").glob("*.py")}
+    assert "__init__.py" in stubs                               # a namespace package would lose (trap 3)
+    config = (course / "nbgrader_config.py").read_text()
+    for rel in sorted(stubs):
+        assert f"'src/attnlab/{rel}'" in config                 # exact paths, not globs (trap 1)
+    for setting in ("c.Execute.timeout", "c.OverwriteCells.add_missing_cells = True", "ClearHiddenTests"):
+        assert setting in config
+    nb = json.loads((src / f"{A}.ipynb").read_text())
+    meta = {c["metadata"]["nbgrader"]["grade_id"]: c["metadata"]["nbgrader"]
+            for c in nb["cells"] if "nbgrader" in c["metadata"]}
+    checks = {k: v for k, v in meta.items() if k.startswith("check-")}
+    assert sum(v["points"] for v in checks.values()) == FULL == 9.0
+    assert all(v["grade"] and v["locked"] and not v["solution"] for v in checks.values())
+    assert meta["answer-1"]["solution"] and meta["answer-1"]["grade"] and meta["answer-1"]["points"] == 2
+    assert meta["setup"]["locked"] and not meta["setup"]["grade"]
+    setup = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "setup")
+    assert "autograde" not in "".join(setup["source"])          # students do not have the package
+
+
+# ----------------------------------------------------------------------------------------- release
+def test_release_has_no_solutions_or_hidden_tests(course):
+    assert classroom.main("verify-release", [str(course), A], out=lambda *_: None) == 0
+    rel = course / "release" / A
+    text = (rel / f"{A}.ipynb").read_text()
+    for needle in ("BEGIN HIDDEN TESTS", "hidden_score", "BEGIN SOLUTION", "Attention keeps all $S$ encoder"):
+        assert needle not in text
+    assert "YOUR ANSWER HERE" in text
+    solutions = _solution_modules()
+    for p in (rel / "src" / "attnlab").glob("*.py"):
+        if p.name != "__init__.py":
+            assert p.read_text() != solutions[p.name]
+            assert "NotImplementedError" in p.read_text()
+
+
+def test_verify_release_catches_planted_leaks(course, tmp_path):
+    leaky = tmp_path / "leaky"
+    shutil.copytree(course, leaky, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback"))
+    lines = []
+    pkg = leaky / "release" / A / "src" / "attnlab"
+    (pkg / "softmax.py").write_text((SOLUTIONS / "attnlab" / "softmax.py").read_text())
+    assert classroom.main("verify-release", [str(leaky), A], out=lines.append) == 1
+    assert any("softmax.py" in line for line in lines), lines
+
+    # one solution line pasted into a stub is enough
+    shutil.copy(course / "release" / A / "src" / "attnlab" / "softmax.py", pkg / "softmax.py")
+    assert classroom.main("verify-release", [str(leaky), A], out=lambda *_: None) == 0
+    stub = (pkg / "scoring.py").read_text()
+    (pkg / "scoring.py").write_text(stub + "\n" + GOOD_LINE + "\n")
+    lines = []
+    assert classroom.main("verify-release", [str(leaky), A], out=lines.append) == 1
+    assert any("solution line" in line for line in lines), lines
+
+    # a hidden test left in the released notebook
+    shutil.copy(course / "release" / A / "src" / "attnlab" / "scoring.py", pkg / "scoring.py")
+    nb_path = leaky / "release" / A / f"{A}.ipynb"
+    nb = json.loads(nb_path.read_text())
+    nb["cells"][-1]["source"] += "\nfrom autograde.classroom import hidden_score"
+    nb_path.write_text(json.dumps(nb))
+    lines = []
+    assert classroom.main("verify-release", [str(leaky), A], out=lines.append) == 1
+    assert any("hidden_score" in line for line in lines), lines
+
+
+# ----------------------------------------------------------------------------------------- scores
+def test_exported_scores(course):
+    rows = _exported(course)
+    assert set(STUDENTS) <= set(rows)
+    scores = {s: float(rows[s]["raw_score"]) for s in STUDENTS}
+    print("nbgrader raw scores:", scores)
+    # the written answer (2 points) is not graded yet, so raw_score is the autograded part
+    assert float(rows["complete"]["max_score"]) == FULL + 2
+    assert scores["complete"] == pytest.approx(FULL)
+    assert scores["stubs"] == 0.0
+    assert 0.0 < scores["buggy"] < FULL
+    expected = grade_submission(course / "autograded" / "buggy" / A / "src", [e.id for e in classroom.notebook_exercises(NB)])
+    assert scores["buggy"] == pytest.approx(expected["total"], abs=1e-6)
+    assert expected["total"] < FULL
+
+
+def test_cell_scores_match_the_runner(course):
+    complete = _cell_scores(course, "complete")
+    buggy = _cell_scores(course, "buggy")
+    assert complete["check-softmax_softmax"][0] == 2.0
+    assert complete["answer-1"][0] is None                 # written answer: manual grading
+    assert 0 < buggy["check-softmax_softmax"][0] < 2.0     # partial credit for the planted bug
+    for ex in classroom.notebook_exercises(NB):
+        if ex.id != "softmax.softmax":
+            assert buggy[classroom.grade_id_for(ex.id)][0] == ex.points
+    assert all(v[0] == 0 for k, v in _cell_scores(course, "stubs").items() if k.startswith("check-"))
+
+
+def test_student_code_is_not_overwritten(course):
+    # exclude_overwriting: autograded/ keeps the student's src, not the stubs from source/
+    src = course / "autograded" / "complete" / A / "src" / "attnlab" / "softmax.py"
+    assert src.read_text() == _solution_modules()["softmax.py"]
+
+
+# ---------------------------------------------------------------------------------------- feedback
+def test_feedback_hides_hidden_tests(course):
+    html_files = list((course / "feedback" / "buggy" / A).glob("*.html"))
+    assert len(html_files) == 1
+    html = html_files[0].read_text()
+    for needle in ("hidden_score", "BEGIN HIDDEN TESTS", "autograde.classroom", "Traceback (most recent call last)",
+                   "classroom.py", "runner.py"):
+        assert needle not in html, needle
+    assert "softmax.softmax" in html and "large logits" in html   # the failed cases are explained
+
+
+# --------------------------------------------------------------------------------------- push-grades
+def test_push_grades(course, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    ids = [e.id for e in classroom.notebook_exercises(NB)]
+    for student in ("complete", "buggy"):
+        report = grade_submission(course / "submitted" / student / A / "src", ids)
+        (results / f"{student}.json").write_text(json.dumps(report))
+    (results / "ghost.json").write_text((results / "buggy.json").read_text())
+    (results / "summary.json").write_text(json.dumps({"students": 3}))
+    lines = []
+    assert classroom.main("push-grades", [str(course), A, str(results)], out=lines.append) == 0
+    assert any("ghost" in line and "not in the gradebook" in line for line in lines), lines
+    buggy = _cell_scores(course, "buggy")
+    expected = json.loads((results / "buggy.json").read_text())
+    for entry in expected["exercises"]:
+        assert buggy[classroom.grade_id_for(entry["id"])][1] == pytest.approx(entry["points"])
+        assert buggy[classroom.grade_id_for(entry["id"])][2] == pytest.approx(entry["points"])
