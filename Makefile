@@ -22,7 +22,8 @@ sandbox:
 	  || echo "note: bubblewrap not installed; the grader will run without its sandbox (see docs/grading.md)"; }
 
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 test: setup sandbox
 	$(BIN)/python -m pytest -q

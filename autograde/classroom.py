@@ -179,7 +179,7 @@ def check_cell_source(exercise, rng_seed=0):
         call = f"{exercise.function}({', '.join(call_args)})"
     fid = exercise.id
     lines = [
-        f"# Autograded: {fid} ({exercise.points:g} points)",
+        f"# Autograded: {fid} ({exercise.points:g} point{'' if exercise.points == 1 else 's'})",
         "# Visible check: your function on a small example, compared with known values.",
         "# Hidden tests (many more cases) run when your work is graded.",
         f"from attnlab.{exercise.module} import {exercise.function}",
@@ -188,7 +188,9 @@ def check_cell_source(exercise, rng_seed=0):
         f"    _got = {call}",
     ]
     if isinstance(want, tuple):
-        lines.append(f"_want = {literal(tuple(np.asarray(w) for w in want), digits=10)}")
+        lines.append("_want = (")
+        lines += [f"    {literal(np.asarray(w), digits=10, indent='    ')}," for w in want]
+        lines.append(")")
         lines += [
             f"assert isinstance(_got, (tuple, list)) and len(_got) == {len(want)}, (",
             f'    f"{fid}: expected a tuple of {len(want)} arrays, got {{type(_got).__name__}}")',

@@ -20,13 +20,11 @@ from autograde.build import SOLUTIONS, solution_only
 from autograde.course import NOTEBOOKS
 from autograde.runner import grade_submission
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parent.parent
 NB = NOTEBOOKS[0]
 A = NB.name                                   # "01_what_attention_computes"
 FULL = sum(e.points for e in classroom.notebook_exercises(NB))
-STUDENTS = ("complete", "stubs", "buggy")
+STUDENTS = ("complete", "stubs", "buggy", "tamper")
 GOOD_LINE = "    shifted = x - np.max(x, axis=axis, keepdims=True)  # (..., S), every entry <= 0"
 BUGGY_LINE = "    shifted = x  # planted bug: no max subtraction, exp overflows on large logits"
 
@@ -86,7 +84,7 @@ def course(tmp_path_factory):
     assert r.returncode == 0, r.stdout + r.stderr
 
     (course / "students.csv").write_text("id,first_name,last_name\ncomplete,Ada,Complete\n"
-                                         "stubs,Sam,Stubs\nbuggy,Bo,Buggy\n")
+                                         "stubs,Sam,Stubs\nbuggy,Bo,Buggy\ntamper,Tim,Tamper\n")
     _nbgrader(course, "db", "student", "import", "students.csv")
 
     solutions = _solution_modules()
@@ -95,6 +93,13 @@ def course(tmp_path_factory):
     _submit(course, "complete", solutions, answer="Attention keeps every encoder state and reads a new mix of them.")
     _submit(course, "stubs")
     _submit(course, "buggy", buggy, answer="A written answer.")
+    tamper = _submit(course, "tamper", solutions)  # deletes one autograded cell, rewrites another
+    nb_path = tamper / f"{A}.ipynb"
+    nb = json.loads(nb_path.read_text())
+    gid = lambda c: c["metadata"].get("nbgrader", {}).get("grade_id")  # noqa: E731
+    nb["cells"] = [c for c in nb["cells"] if gid(c) != "check-softmax_masked_softmax"]
+    next(c for c in nb["cells"] if gid(c) == "check-softmax_softmax")["source"] = "2.0"
+    nb_path.write_text(json.dumps(nb, indent=1))
 
     _nbgrader(course, "autograde", A)
     _nbgrader(course, "export", "--to", "grades.csv")
@@ -116,6 +121,7 @@ def _cell_scores(course, student):
 
 
 # ------------------------------------------------------------------------------------------ source
+@pytest.mark.slow
 def test_source_layout_and_config(course):
     src = course / "source" / A
     assert (src / f"{A}.ipynb").is_file()                       # top level (nbgrader globs <a>/*.ipynb)
@@ -140,6 +146,7 @@ def test_source_layout_and_config(course):
 
 
 # ----------------------------------------------------------------------------------------- release
+@pytest.mark.slow
 def test_release_has_no_solutions_or_hidden_tests(course):
     assert classroom.main("verify-release", [str(course), A], out=lambda *_: None) == 0
     rel = course / "release" / A
@@ -154,6 +161,7 @@ def test_release_has_no_solutions_or_hidden_tests(course):
             assert "NotImplementedError" in p.read_text()
 
 
+@pytest.mark.slow
 def test_verify_release_catches_planted_leaks(course, tmp_path):
     leaky = tmp_path / "leaky"
     shutil.copytree(course, leaky, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback"))
@@ -184,6 +192,7 @@ def test_verify_release_catches_planted_leaks(course, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- scores
+@pytest.mark.slow
 def test_exported_scores(course):
     rows = _exported(course)
     assert set(STUDENTS) <= set(rows)
@@ -197,8 +206,11 @@ def test_exported_scores(course):
     expected = grade_submission(course / "autograded" / "buggy" / A / "src", [e.id for e in classroom.notebook_exercises(NB)])
     assert scores["buggy"] == pytest.approx(expected["total"], abs=1e-6)
     assert expected["total"] < FULL
+    # a deleted autograded cell is added back and a rewritten locked cell is restored (trap 8)
+    assert scores["tamper"] == pytest.approx(FULL)
 
 
+@pytest.mark.slow
 def test_cell_scores_match_the_runner(course):
     complete = _cell_scores(course, "complete")
     buggy = _cell_scores(course, "buggy")
@@ -211,6 +223,7 @@ def test_cell_scores_match_the_runner(course):
     assert all(v[0] == 0 for k, v in _cell_scores(course, "stubs").items() if k.startswith("check-"))
 
 
+@pytest.mark.slow
 def test_student_code_is_not_overwritten(course):
     # exclude_overwriting: autograded/ keeps the student's src, not the stubs from source/
     src = course / "autograded" / "complete" / A / "src" / "attnlab" / "softmax.py"
@@ -218,6 +231,7 @@ def test_student_code_is_not_overwritten(course):
 
 
 # ---------------------------------------------------------------------------------------- feedback
+@pytest.mark.slow
 def test_feedback_hides_hidden_tests(course):
     html_files = list((course / "feedback" / "buggy" / A).glob("*.html"))
     assert len(html_files) == 1
@@ -229,6 +243,7 @@ def test_feedback_hides_hidden_tests(course):
 
 
 # --------------------------------------------------------------------------------------- push-grades
+@pytest.mark.slow
 def test_push_grades(course, tmp_path):
     results = tmp_path / "results"
     results.mkdir()
@@ -246,3 +261,54 @@ def test_push_grades(course, tmp_path):
     for entry in expected["exercises"]:
         assert buggy[classroom.grade_id_for(entry["id"])][1] == pytest.approx(entry["points"])
         assert buggy[classroom.grade_id_for(entry["id"])][2] == pytest.approx(entry["points"])
+
+
+# ------------------------------------------------------------------------------ fast unit checks
+def test_visible_checks_pass_on_the_reference():
+    """Every exercise's visible check (the part students see) passes with the reference implementation."""
+    import numpy as np
+
+    from autograde import registry
+
+    for ex in registry.all_exercises():
+        source = classroom.check_cell_source(ex)
+        visible, hidden = source.split("### BEGIN HIDDEN TESTS")
+        assert "autograde" not in visible and "hidden_score" in hidden
+        visible = visible.replace(f"from attnlab.{ex.module} import {ex.function}\n", "")
+        exec(compile(visible, ex.id, "exec"), {"np": np, ex.function: ex.reference})
+
+
+def test_visible_checks_catch_a_wrong_function():
+    import numpy as np
+
+    from autograde import registry
+
+    ex = registry.get("softmax.softmax")
+    visible = classroom.check_cell_source(ex).split("### BEGIN HIDDEN TESTS")[0]
+    visible = visible.replace("from attnlab.softmax import softmax\n", "")
+    with pytest.raises(AssertionError, match="softmax.softmax: wrong values"):
+        exec(visible, {"np": np, "softmax": lambda x, axis=-1: np.exp(x)})
+
+
+def test_hidden_score_is_a_plain_float_and_fails_closed(tmp_path):
+    score = classroom.hidden_score("scoring.dot_scores", src=str(SOLUTIONS))
+    assert type(score) is float and score == 1.0
+    with pytest.raises(AssertionError, match="could not run"):
+        classroom.hidden_score("scoring.dot_scores", src=str(tmp_path))
+    with pytest.raises(AssertionError, match="unknown exercise"):
+        classroom.hidden_score("nope.nope", src=str(SOLUTIONS))
+
+
+def test_literal_round_trips():
+    import numpy as np
+
+    values = [np.array([[1.5, -np.inf], [np.nan, 1e-300]]), np.array([True, False]), np.arange(3),
+              (2, 3.25), {"axis": -1}, np.float32(0.1)]
+    for v in values:
+        back = eval(classroom.literal(v), {"np": np})
+        if isinstance(v, np.ndarray):
+            assert back.dtype == v.dtype and np.array_equal(back, v, equal_nan=True)
+        elif isinstance(v, np.floating):
+            assert back == float(v)
+        else:
+            assert back == v
