@@ -22,6 +22,7 @@ import select
 import shutil
 import signal
 import site
+import struct
 import subprocess
 import sys
 import sysconfig
@@ -231,6 +232,48 @@ def _clean_env(home):
     return env
 
 
+class _Channel:
+    """The judge's end of a pipe: every read and write gives up at the deadline, so a worker that sends
+    half a message, or stops reading, cannot hang the grader."""
+
+    def __init__(self, fd, worker):
+        self.fd, self.worker, self.deadline = fd, worker, None
+        os.set_blocking(fd, False)
+
+    def _wait(self, readable):
+        left = (self.deadline or time.monotonic() + 30) - time.monotonic()
+        if left <= 0:
+            raise WorkerGone("timed out", timed_out=True)
+        r, w, _ = select.select([self.fd] if readable else [], [] if readable else [self.fd], [], min(left, 0.5))
+        return bool(r or w)
+
+    def read_exact(self, n):
+        chunks, left = [], n
+        while left:
+            if not self._wait(True):
+                continue
+            try:
+                chunk = os.read(self.fd, min(left, 1 << 20))
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise EOFError("peer closed the channel")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def write_all(self, data):
+        view = memoryview(data)
+        while view:
+            if not self._wait(False):
+                continue
+            try:
+                written = os.write(self.fd, view)
+            except BlockingIOError:
+                continue
+            view = view[written:]
+
+
 class Worker:
     """One sandboxed worker process serving calls into a submission's package."""
 
@@ -283,6 +326,7 @@ class Worker:
         for fd in (cmd_r, res_w, out_w):
             os.close(fd)
         self.cmd_fd, self.res_fd = cmd_w, res_r
+        self.cmd, self.res = _Channel(cmd_w, self), _Channel(res_r, self)
         self._reader = threading.Thread(target=self._drain, args=(out_r,), daemon=True)
         self._reader.start()
         message, _ = self._receive(deadline=time.monotonic() + max(self.limits.wall_s, 30.0))
@@ -326,8 +370,8 @@ class Worker:
     def close(self):
         if self.proc is not None:
             try:
-                wire.send(self.cmd_fd, {"op": "exit"})
-            except OSError:
+                self._send({"op": "exit"}, deadline=time.monotonic() + 1)
+            except (OSError, WorkerGone):
                 pass
             try:
                 self.proc.wait(timeout=2)
@@ -341,30 +385,26 @@ class Worker:
 
     # -- messages ------------------------------------------------------------------------
     def _receive(self, deadline):
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise WorkerGone("timed out", timed_out=True)
-            ready, _, _ = select.select([self.res_fd], [], [], min(left, 0.5))
-            if ready:
-                break
-            if self.proc.poll() is not None:
-                break
+        self.res.deadline = deadline
         try:
-            return wire.receive(self.res_fd)
+            return wire.receive(self.res)
         except EOFError:
             code = self.proc.wait()
             raise WorkerGone(_exit_reason(code)) from None
-        except (wire.WireError, ValueError, UnicodeDecodeError) as exc:
+        except (wire.WireError, ValueError, UnicodeDecodeError, struct.error) as exc:
             raise WorkerGone(f"sent malformed data ({exc})") from None
 
-    def import_module(self, module, deadline):
-        """Import attnlab.<module> in the worker. Returns the reply message ('imported' or 'raised')."""
+    def _send(self, message, values=None, deadline=None):
+        self.cmd.deadline = deadline
         try:
-            wire.send(self.cmd_fd, {"op": "import", "module": module})
+            wire.send(self.cmd, message, values)
         except (BrokenPipeError, OSError):
             code = self.proc.wait()
             raise WorkerGone(_exit_reason(code)) from None
+
+    def import_module(self, module, deadline):
+        """Import attnlab.<module> in the worker. Returns the reply message ('imported' or 'raised')."""
+        self._send({"op": "import", "module": module}, deadline=deadline)
         message, _ = self._receive(deadline)
         if message.get("op") not in ("imported", "raised"):
             raise WorkerGone(f"sent an unexpected message {message.get('op')!r}")
@@ -372,13 +412,9 @@ class Worker:
 
     def call(self, module, function, args, kwargs, deps, forbidden, dep_handler, deadline):
         """Run attnlab.<module>.<function>(*args, **kwargs) in the worker. Returns (message, value)."""
-        try:
-            wire.send(self.cmd_fd, {"op": "call", "module": module, "function": function,
-                                    "deps": list(deps), "forbidden": [list(f) for f in forbidden]},
-                      {"args": list(args), "kwargs": dict(kwargs)})
-        except (BrokenPipeError, OSError):
-            code = self.proc.wait()
-            raise WorkerGone(_exit_reason(code)) from None
+        self._send({"op": "call", "module": module, "function": function,
+                    "deps": list(deps), "forbidden": [list(f) for f in forbidden]},
+                   {"args": list(args), "kwargs": dict(kwargs)}, deadline)
         while True:
             message, values = self._receive(deadline)
             op = message.get("op")
@@ -387,9 +423,9 @@ class Worker:
                 try:
                     value = dep_handler(name, values["args"], values["kwargs"])
                 except Exception as exc:  # the reference refused the learner's arguments
-                    wire.send(self.cmd_fd, {"op": "dep_error", "message": f"{type(exc).__name__}: {exc}"})
+                    self._send({"op": "dep_error", "message": f"{type(exc).__name__}: {exc}"}, deadline=deadline)
                 else:
-                    wire.send(self.cmd_fd, {"op": "dep_result"}, {"value": value})
+                    self._send({"op": "dep_result"}, {"value": value}, deadline)
                 continue
             if op in ("result", "raised"):
                 return message, (values or {}).get("value")

@@ -17,7 +17,7 @@ import struct
 import sys
 import traceback
 
-MAX_FRAME = 512 * 1024 * 1024  # bytes; the judge refuses larger frames
+MAX_FRAME = 64 * 1024 * 1024  # bytes; the judge refuses larger frames
 
 
 # ------------------------------------------------------------------------------------- codec
@@ -26,6 +26,8 @@ class WireError(Exception):
 
 
 def _read_exact(fd, n):
+    if not isinstance(fd, int):  # the judge's side: a channel that enforces a deadline
+        return fd.read_exact(n)
     chunks, left = [], n
     while left:
         chunk = os.read(fd, min(left, 1 << 20))
@@ -45,6 +47,8 @@ def read_frame(fd):
 
 def write_frame(fd, payload):
     data = struct.pack(">Q", len(payload)) + payload
+    if not isinstance(fd, int):
+        return fd.write_all(data)
     view = memoryview(data)
     while view:
         written = os.write(fd, view)

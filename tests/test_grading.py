@@ -1,6 +1,8 @@
 """`attnlab grade` and `attnlab check` as users call them."""
 import json
 import shutil
+import textwrap
+import time
 
 import pytest
 
@@ -104,5 +106,25 @@ def test_an_infinite_loop_times_out_without_hanging(cli, tmp_path):
     f = sub / "attnlab" / "masks.py"
     f.write_text(f.read_text() + "\n\ndef causal_mask(L, S=None):\n    while True:\n        pass\n")
     report = _grade_json(cli, tmp_path, sub, "masks", "--timeout", "2")
+    statuses = {e["id"]: e["status"] for e in report["exercises"]}
+    assert statuses == {"masks.causal_mask": "timeout", "masks.padding_mask": "passed"}
+
+
+def test_a_half_sent_message_cannot_hang_the_grader(cli, tmp_path):
+    """The submission forges a frame header on the grader's result channel and stalls: timeout, not a hang."""
+    sub = tmp_path / "forge"
+    shutil.copytree(ROOT / "solutions" / "attnlab", sub / "attnlab")
+    f = sub / "attnlab" / "masks.py"
+    f.write_text(f.read_text() + textwrap.dedent("""
+
+        def causal_mask(L, S=None):
+            import json, os, sys, time
+            result_fd = json.loads(sys.argv[1])["fds"][1]
+            os.write(result_fd, (1000).to_bytes(8, "big") + b"{")
+            time.sleep(60)
+        """))
+    started = time.monotonic()
+    report = _grade_json(cli, tmp_path, sub, "masks", "--timeout", "2")
+    assert time.monotonic() - started < 30
     statuses = {e["id"]: e["status"] for e in report["exercises"]}
     assert statuses == {"masks.causal_mask": "timeout", "masks.padding_mask": "passed"}
