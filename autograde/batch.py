@@ -48,16 +48,28 @@ def atomic_write(path, text):
         pass
 
 
-def locate_package(student_dir):
-    """The folder holding the student's attnlab/, or None."""
+def locate_package(student_dir, assignment=None):
+    """The folder holding the student's attnlab/, or None.
+
+    With `assignment`, only ``<student>/<assignment>/`` (or its ``src/``) is searched: nbgrader keeps one
+    folder per assignment and each has its own copy of the package."""
     student_dir = Path(student_dir)
-    candidates = [student_dir, student_dir / "src"]
-    for sub in sorted(p for p in student_dir.iterdir() if p.is_dir() and not p.is_symlink()):
-        candidates += [sub, sub / "src"]
+    if assignment is not None:
+        candidates = [student_dir / assignment, student_dir / assignment / "src"]
+    else:
+        candidates = [student_dir, student_dir / "src"]
+        subs = sorted(p for p in student_dir.iterdir() if p.is_dir() and not p.is_symlink())
+        nested = [c for sub in subs for c in (sub, sub / "src") if (c / "attnlab").is_dir()]
+        if len(nested) > 1 and not any((c / "attnlab").is_dir() for c in candidates):
+            return AMBIGUOUS
+        candidates += nested
     for c in candidates:
         if (c / "attnlab").is_dir() and not (c / "attnlab").is_symlink():
             return c
     return None
+
+
+AMBIGUOUS = "ambiguous"
 
 
 def _grader_version():
@@ -70,7 +82,7 @@ def _grader_version():
 
 def fingerprint(package_root, seed, exercise_ids, grader_version):
     h = hashlib.sha256(f"{seed}|{','.join(exercise_ids)}|{grader_version}".encode())
-    if package_root is not None:
+    if package_root not in (None, AMBIGUOUS):
         for p in sorted((Path(package_root) / "attnlab").rglob("*")):
             if p.is_file() and not p.is_symlink() and "__pycache__" not in p.parts:
                 h.update(p.relative_to(package_root).as_posix().encode() + b"\0")
@@ -95,7 +107,8 @@ def _load_result(path):
         return None
 
 
-def grade_batch(submissions, out, workers=1, timeout=None, seed=None, exercise_ids=None, log=None):
+def grade_batch(submissions, out, workers=1, timeout=None, seed=None, exercise_ids=None, log=None,
+                assignment=None):
     log = log or sys.stderr
     submissions, out = Path(submissions), Path(out)
     if not submissions.is_dir():
@@ -115,7 +128,7 @@ def grade_batch(submissions, out, workers=1, timeout=None, seed=None, exercise_i
 
     todo, resumed = [], 0
     for name in students:
-        root = locate_package(submissions / name)
+        root = locate_package(submissions / name, assignment)
         fp = fingerprint(root, seed, ids, version)
         previous = _load_result(out / f"{name}.json")
         if previous is not None and previous.get("fingerprint") == fp:
@@ -131,6 +144,9 @@ def grade_batch(submissions, out, workers=1, timeout=None, seed=None, exercise_i
         t0 = time.monotonic()
         if root is None:
             report = _error_report(name, ids, "no attnlab/ package found in this submission")
+        elif root == AMBIGUOUS:
+            report = _error_report(name, ids, "several attnlab/ packages (one per assignment?): "
+                                              "choose one with --assignment NAME")
         else:
             try:
                 report = grade_submission(root, ids, timeout=timeout, seed=seed)

@@ -47,6 +47,8 @@ def _parser():
     b.add_argument("--workers", type=int, default=1)
     b.add_argument("--timeout", type=float, default=None, help="seconds per exercise (default 20)")
     b.add_argument("--seed", type=int, default=None)
+    b.add_argument("--assignment", default=None,
+                   help="grade <student>/<ASSIGNMENT>/src/attnlab (nbgrader's submitted/ layout)")
     b.add_argument("exercises", nargs="*", metavar="EXERCISE")
 
     bl = sub.add_parser("build", help="regenerate src/ stubs and notebooks/ from solutions/")
@@ -136,7 +138,7 @@ def _dispatch(args):
         from .batch import grade_batch
 
         return grade_batch(args.submissions, args.out, workers=args.workers, timeout=args.timeout,
-                           seed=args.seed, exercise_ids=args.exercises or None)
+                           seed=args.seed, exercise_ids=args.exercises or None, assignment=args.assignment)
     if args.command == "classroom":
         from .classroom import main as classroom_main
 

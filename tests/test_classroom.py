@@ -93,7 +93,8 @@ def course(tmp_path_factory):
     _submit(course, "complete", solutions, answer="Attention keeps every encoder state and reads a new mix of them.")
     _submit(course, "stubs")
     _submit(course, "buggy", buggy, answer="A written answer.")
-    tamper = _submit(course, "tamper", solutions)  # deletes one autograded cell, rewrites another
+    # the planted bug again, plus: deletes one autograded cell, and rewrites the softmax one to claim 2.0
+    tamper = _submit(course, "tamper", buggy)
     nb_path = tamper / f"{A}.ipynb"
     nb = json.loads(nb_path.read_text())
     gid = lambda c: c["metadata"].get("nbgrader", {}).get("grade_id")  # noqa: E731
@@ -206,8 +207,9 @@ def test_exported_scores(course):
     expected = grade_submission(course / "autograded" / "buggy" / A / "src", [e.id for e in classroom.notebook_exercises(NB)])
     assert scores["buggy"] == pytest.approx(expected["total"], abs=1e-6)
     assert expected["total"] < FULL
-    # a deleted autograded cell is added back and a rewritten locked cell is restored (trap 8)
-    assert scores["tamper"] == pytest.approx(FULL)
+    # a deleted autograded cell is added back and a rewritten locked cell is restored (trap 8):
+    # not restored, "2.0" would score full credit (9.0); not added back, the deleted cell would score 0 (6.43)
+    assert scores["tamper"] == pytest.approx(expected["total"], abs=1e-6)
 
 
 @pytest.mark.slow
@@ -245,17 +247,20 @@ def test_feedback_hides_hidden_tests(course):
 # --------------------------------------------------------------------------------------- push-grades
 @pytest.mark.slow
 def test_push_grades(course, tmp_path):
+    from conftest import run_cli
+
     results = tmp_path / "results"
-    results.mkdir()
     ids = [e.id for e in classroom.notebook_exercises(NB)]
-    for student in ("complete", "buggy"):
-        report = grade_submission(course / "submitted" / student / A / "src", ids)
-        (results / f"{student}.json").write_text(json.dumps(report))
+    # the score of record, from nbgrader's own submitted/<student>/<assignment>/src layout
+    batch = run_cli("grade-batch", course / "submitted", "--assignment", A, "--out", results, *ids)
+    assert batch.returncode == 0, batch.stderr
+    assert (results / "summary.json").exists()
+    assert json.loads((results / "complete.json").read_text())["total"] == 9.0
     (results / "ghost.json").write_text((results / "buggy.json").read_text())
-    (results / "summary.json").write_text(json.dumps({"students": 3}))
     lines = []
     assert classroom.main("push-grades", [str(course), A, str(results)], out=lines.append) == 0
     assert any("ghost" in line and "not in the gradebook" in line for line in lines), lines
+    assert not any("summary" in line for line in lines), lines  # grade-batch's summary.json is not a student
     buggy = _cell_scores(course, "buggy")
     expected = json.loads((results / "buggy.json").read_text())
     for entry in expected["exercises"]:
