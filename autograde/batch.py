@@ -5,7 +5,7 @@
 * Each student's result is written atomically to ``RESULTS_DIR/<student>.json`` (write a temporary file,
   fsync, rename): a result file is either complete or absent, whenever the batch is killed.
 * A re-run skips students whose result is already there *for the same submission, seed, exercises and
-  grader* (a fingerprint of all four) and grades the rest. ``grades.csv`` and ``summary.json`` are rebuilt
+  grader* (a fingerprint of all four) and grades the rest. ``grades.csv`` and ``.summary.json`` are rebuilt
   from the result files at the end of every run, so killing and re-running gives the same final table with
   nothing lost or counted twice.
 * One broken, slow or hostile submission cannot stop the batch: every student is graded in its own
@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from . import registry
-from .runner import STATUSES, UsageError, grade_submission
+from .sandbox import remove_stale_copies
+from .runner import STATUSES, UsageError, grade_submission, owned_package
 
 GRADER_DIR = Path(__file__).resolve().parent
 
@@ -59,12 +60,12 @@ def locate_package(student_dir, assignment=None):
     else:
         candidates = [student_dir, student_dir / "src"]
         subs = sorted(p for p in student_dir.iterdir() if p.is_dir() and not p.is_symlink())
-        nested = [c for sub in subs for c in (sub, sub / "src") if (c / "attnlab").is_dir()]
-        if len(nested) > 1 and not any((c / "attnlab").is_dir() for c in candidates):
+        nested = [c for sub in subs for c in (sub, sub / "src") if owned_package(student_dir, c)]
+        if len(nested) > 1 and not any(owned_package(student_dir, c) for c in candidates):
             return AMBIGUOUS
         candidates += nested
     for c in candidates:
-        if (c / "attnlab").is_dir() and not (c / "attnlab").is_symlink():
+        if owned_package(student_dir, c):
             return c
     return None
 
@@ -121,6 +122,7 @@ def grade_batch(submissions, out, workers=1, timeout=None, seed=None, exercise_i
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".tmp-*"):  # left by a killed run: never a result
         stale.unlink(missing_ok=True)
+    remove_stale_copies()
     out_resolved = out.resolve()
     students = sorted(p.name for p in submissions.iterdir()
                       if p.is_dir() and not p.name.startswith(".") and p.resolve() != out_resolved)
@@ -176,7 +178,7 @@ def grade_batch(submissions, out, workers=1, timeout=None, seed=None, exercise_i
     elapsed = time.monotonic() - started
     summary = {"students": len(students), "graded_now": len(todo), "resumed": resumed,
                "exercise_statuses": counts, "seed": seed, "exercises": ids}
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write(out / ".summary.json", json.dumps(summary, indent=2) + "\n")  # dot: no student can collide
     rate = f", {60 * len(todo) / elapsed:.1f} students/min" if todo and elapsed > 0 else ""
     log.write(f"graded {len(todo)} students, resumed {resumed}, in {elapsed:.1f} s{rate}\n")
     log.write("exercise statuses: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + "\n")

@@ -586,7 +586,7 @@ def push_grades(course_dir, assignment, results_dir, out=print):
         exercises = data.get("exercises") if isinstance(data, dict) else None
         if isinstance(exercises, list) and exercises and all(isinstance(e, dict) and "id" in e and "points" in e
                                                              for e in exercises):
-            reports.append((path.stem, data))  # summary.json and other files of grade-batch are skipped
+            reports.append((path.stem, data))  # .summary.json and other files of grade-batch are skipped
     if not reports:
         raise ClassroomError(f"{results_dir}: no <student>.json grade files")
     status, pushed_students = 0, 0

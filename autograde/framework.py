@@ -51,6 +51,8 @@ class Exercise:
     mutants: list = field(default_factory=list)
     demo: Callable = None            # rng -> (args, kwargs): a small visible example (classroom checks)
     uses_torch: bool = False         # the judge imports torch for this exercise's oracle
+    learner_torch: bool = False      # the learner may use torch (a PyTorch exercise); NumPy exercises are
+                                     # graded in a sandbox where torch does not exist
 
     @property
     def module(self):
@@ -101,9 +103,11 @@ class NotImplementedYet(Exception):
 
 
 class ForbiddenUsed(Exception):
-    def __init__(self, names):
+    def __init__(self, names, message=None):
         super().__init__(", ".join(names))
         self.names = names
+        self.message = message or (f"calls {', '.join(names)}, which this exercise forbids: "
+                                   "implement it yourself")
 
 
 class ImportFailed(Exception):

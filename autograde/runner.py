@@ -17,8 +17,8 @@ import numpy as np
 from . import registry
 from .framework import (CaseFailed, Context, diagnose_exception, hint_suffix, ForbiddenUsed, ImportFailed, LearnerRaised, NotImplementedYet,
                         case_rng)
-from .sandbox import Limits, dropped_guarantees, SandboxError, Worker, WorkerGone, copy_submission, sandbox_mode
-from .worker import TensorData
+from .sandbox import TORCH_PACKAGES, Limits, dropped_guarantees, SandboxError, Worker, WorkerGone, copy_submission, sandbox_mode
+from .worker import UNAVAILABLE_REASON, TensorData
 
 STATUSES = ("passed", "failed", "error", "timeout", "not_implemented", "forbidden")
 
@@ -33,17 +33,35 @@ def find_package_root(folder):
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such folder")
     for candidate in (folder, folder / "src"):
-        if (candidate / "attnlab").is_dir():
+        if owned_package(folder, candidate):
             return candidate
+        if (candidate / "attnlab").is_dir():
+            raise UsageError(f"{candidate / 'attnlab'}: a link to a folder outside {folder}; refusing to grade it")
     raise UsageError(f"{folder}: no attnlab/ package in it (expected {folder}/attnlab/ or {folder}/src/attnlab/)")
+
+
+def owned_package(owner, candidate):
+    """True when candidate/attnlab is a real folder inside `owner` (no link leads elsewhere: a submission
+    must not get someone else's code graded by linking to it)."""
+    owner, candidate = Path(owner), Path(candidate)
+    package = candidate / "attnlab"
+    if not package.is_dir():
+        return False
+    for path in (candidate, package):
+        if path.is_symlink():
+            return False
+    return package.resolve().is_relative_to(owner.resolve())
 
 
 # ------------------------------------------------------------------------------------ backends
 class SandboxBackend:
     """Calls into a submission through a sandboxed worker, restarting it after a crash or a timeout."""
 
-    def __init__(self, root, limits=None):
+    def __init__(self, root, limits=None, exercises=()):
         self.limits = limits or Limits()
+        # NumPy exercises run where torch does not exist: no way to call its attention or softmax, however
+        # the call is disguised. Only a selection with a PyTorch exercise gets torch in the sandbox.
+        self.unavailable = () if any(e.learner_torch for e in exercises) else TORCH_PACKAGES
         self.mode = sandbox_mode()
         self.copy_dir = copy_submission(Path(root) / "attnlab", self.limits)
         self.worker = None
@@ -52,13 +70,15 @@ class SandboxBackend:
         self.broken = {}  # module -> WorkerGone / ImportFailed seen while importing it: not retried
 
     def begin_exercise(self, exercise):
-        self.deadline = time.monotonic() + self.limits.wall_s
+        # The wall-time budget counts the submission's time only (waiting for the worker), not the judge's
+        # own work between calls (oracles, comparisons), so a busy grader cannot time out a correct answer.
+        self.budget_left = self.limits.wall_s
 
     def _ensure_imported(self, module):
         if module in self.broken:
             raise self.broken[module]
         if self.worker is None or not self.worker.alive:
-            self.worker = Worker(self.copy_dir, self.limits, self.mode)
+            self.worker = Worker(self.copy_dir, self.limits, self.mode, self.unavailable)
             self.worker.start()
             self.imported = set()
         if module in self.imported:
@@ -69,14 +89,20 @@ class SandboxBackend:
             self.broken[module] = exc  # a module that hangs or kills the process on import does it every time
             raise
         if message.get("op") == "raised":
-            self.broken[module] = ImportFailed({k: message.get(k, "") for k in ("type", "message", "where")})
+            info = {k: message.get(k, "") for k in ("type", "message", "where")}
+            self.broken[module] = _unavailable_use(info) or ImportFailed(info)
             raise self.broken[module]
         self.imported.add(module)
 
     def call(self, exercise, args, kwargs):
-        self._ensure_imported(exercise.module)
-        message, value = self.worker.call(exercise.module, exercise.function, args, kwargs, exercise.deps,
-                                          exercise.forbidden, _reference_for_dep, self.deadline)
+        started = time.monotonic()
+        self.deadline = started + max(self.budget_left, 0.0)
+        try:
+            self._ensure_imported(exercise.module)
+            message, value = self.worker.call(exercise.module, exercise.function, args, kwargs, exercise.deps,
+                                              exercise.forbidden, _reference_for_dep, self.deadline)
+        finally:
+            self.budget_left -= time.monotonic() - started
         return _interpret(message, value)
 
     def abandon(self):
@@ -130,6 +156,17 @@ class InProcessBackend:
         pass
 
 
+def _unavailable_use(info):
+    """A ForbiddenUsed when the submission tried to import a package NumPy exercises may not use."""
+    if info.get("type") == "ModuleNotFoundError" and UNAVAILABLE_REASON in str(info.get("message")):
+        name = str(info["message"]).split("'")[1] if "'" in str(info["message"]) else "torch"
+        where = f" ({info['where']})" if info.get("where") else ""
+        top = name.split(".")[0]
+        return ForbiddenUsed([top], f"imports {top}{where}, which NumPy exercises may not use: "
+                                    "implement it with NumPy")
+    return None
+
+
 def _reference_for_dep(name, args, kwargs):
     exercise = registry.get(name)
     args = [a.array if isinstance(a, TensorData) else a for a in args]
@@ -144,6 +181,9 @@ def _interpret(message, value):
     if message.get("op") == "result":
         return value
     info = {k: message.get(k, "") for k in ("type", "message", "where")}
+    forbidden = _unavailable_use(info)
+    if forbidden:
+        raise forbidden
     if message.get("phase") == "import":
         raise ImportFailed(info)
     if info["type"] == "NotImplementedError":
@@ -175,8 +215,7 @@ def grade_exercise(exercise, backend, seed=0):
         except NotImplementedYet:
             status, reason = "not_implemented", "raises NotImplementedError: not implemented yet"
         except ForbiddenUsed as exc:
-            status, reason = "forbidden", (f"calls {', '.join(exc.names)}, which this exercise forbids: "
-                                           "implement it yourself")
+            status, reason = "forbidden", exc.message
         except ImportFailed as exc:
             info = exc.info
             where = f" at {info['where']}" if info.get("where") else ""
@@ -209,6 +248,8 @@ def _test(case, passed, message):
 
 def grade_with_backend(backend, exercise_ids=None, seed=0, submission="", extra=None):
     exercises = registry.select(exercise_ids)
+    if any(e.uses_torch for e in exercises):
+        import torch  # noqa: F401  (the oracle's import, seconds, before any submission's clock runs)
     results = {}
     try:
         for exercise in registry.dependency_order(exercises):
@@ -240,5 +281,5 @@ def grade_submission(folder, exercise_ids=None, timeout=None, seed=None, limits=
         limits.wall_s = float(timeout)
     if seed is None:
         seed = int(os.environ.get("ATTNLAB_GRADE_SEED", "0"))
-    backend = SandboxBackend(root, limits)
+    backend = SandboxBackend(root, limits, exercises)
     return grade_with_backend(backend, [e.id for e in exercises], seed, submission=str(folder))

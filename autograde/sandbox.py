@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import worker as wire
 
 WORKER_SOURCE = Path(wire.__file__)
@@ -141,10 +143,30 @@ def can_drop_to_nobody():
     return _NOBODY_OK[0]
 
 
+COPY_PREFIX = "attnlab-sub-"
+
+
+def remove_stale_copies():
+    """Delete submission copies left in the temp folder by graders that were killed (their pid is gone)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{COPY_PREFIX}*"):
+        try:
+            pid = int(path.name[len(COPY_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
 def copy_submission(package_dir, limits):
     """Copy the submission's attnlab/ (regular files only, no links) into a fresh world-readable folder."""
     package_dir = Path(package_dir)
-    tmp = Path(tempfile.mkdtemp(prefix="attnlab-sub-"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{COPY_PREFIX}{os.getpid()}-"))
     os.chmod(tmp, 0o755)
     dest = tmp / "attnlab"
     total = 0
@@ -181,9 +203,10 @@ def _site_dirs():
 
 
 _HIDE = ("autograde", "attnlab", "attention_course", "__editable__")
+TORCH_PACKAGES = ("torch", "torchgen", "functorch", "triton", "scipy")
 
 
-def _bwrap_argv(copy_dir, config_json):
+def _bwrap_argv(copy_dir, config_json, unavailable=()):
     # Mount order matters: the private /tmp first, so that a Python installed under /tmp (a venv in a
     # fresh clone there) is bound on top of it rather than hidden by it.
     argv = [bwrap_path(), "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox",
@@ -210,7 +233,7 @@ def _bwrap_argv(copy_dir, config_json):
         argv += ["--ro-bind", os.path.abspath(sys.prefix), os.path.abspath(sys.prefix)]
     for sdir in _site_dirs():
         for entry in sorted(os.listdir(sdir)):
-            if entry.startswith(_HIDE):
+            if entry.startswith(_HIDE) or entry.split("-", 1)[0].split(".", 1)[0] in unavailable:
                 full = os.path.join(sdir, entry)
                 argv += (["--tmpfs", full] if os.path.isdir(full) else ["--ro-bind", "/dev/null", full])
     argv += ["--ro-bind", str(copy_dir), "/submission", "--chdir", "/submission",
@@ -277,8 +300,9 @@ class _Channel:
 class Worker:
     """One sandboxed worker process serving calls into a submission's package."""
 
-    def __init__(self, copy_dir, limits, mode):
+    def __init__(self, copy_dir, limits, mode, unavailable=()):
         self.copy_dir, self.limits, self.mode = Path(copy_dir), limits, mode
+        self.unavailable = tuple(unavailable)  # top-level packages the submission may not import
         self.proc = None
         self.output = bytearray()
         self.output_total = 0
@@ -292,11 +316,11 @@ class Worker:
         limits = self.limits
         in_sandbox = self.mode == "bwrap"
         config = {"submission": "/submission" if in_sandbox else str(self.copy_dir),
-                  "site": _site_dirs(), "fds": [cmd_r, res_w]}
+                  "site": _site_dirs(), "fds": [cmd_r, res_w], "unavailable": list(self.unavailable)}
         import json
         config_json = json.dumps(config)
         if in_sandbox:
-            argv = _bwrap_argv(self.copy_dir, config_json)
+            argv = _bwrap_argv(self.copy_dir, config_json, self.unavailable)
             env = None
         else:
             argv = [sys.executable, "-I", "-S", "-B", str(self.copy_dir / "worker.py"), config_json]
@@ -411,15 +435,29 @@ class Worker:
         return message
 
     def call(self, module, function, args, kwargs, deps, forbidden, dep_handler, deadline):
-        """Run attnlab.<module>.<function>(*args, **kwargs) in the worker. Returns (message, value)."""
+        """Run attnlab.<module>.<function>(*args, **kwargs) in the worker. Returns (message, value).
+
+        While it runs, the worker may ask for a dependency's reference result (only the exercise's declared
+        dependencies, and only for arrays no larger than those it was given) and may report forbidden calls
+        as they happen; those reports count even if the final message omits them."""
+        values = {"args": list(args), "kwargs": dict(kwargs)}
+        bound = _ArrayBound(values)
         self._send({"op": "call", "module": module, "function": function,
-                    "deps": list(deps), "forbidden": [list(f) for f in forbidden]},
-                   {"args": list(args), "kwargs": dict(kwargs)}, deadline)
+                    "deps": list(deps), "forbidden": [list(f) for f in forbidden]}, values, deadline)
+        hits = []
         while True:
             message, values = self._receive(deadline)
             op = message.get("op")
+            if op == "forbidden_hit":
+                hits.append(str(message.get("name", "?")))
+                continue
             if op == "dep_call":
                 name = message.get("name")
+                problem = (f"{name!r} is not a dependency of this exercise" if name not in deps
+                           else bound.refuse(values))
+                if problem:
+                    self._send({"op": "dep_error", "message": problem}, deadline=deadline)
+                    continue
                 try:
                     value = dep_handler(name, values["args"], values["kwargs"])
                 except Exception as exc:  # the reference refused the learner's arguments
@@ -428,8 +466,42 @@ class Worker:
                     self._send({"op": "dep_result"}, {"value": value}, deadline)
                 continue
             if op in ("result", "raised"):
+                reported = list(message.get("forbidden") or [])
+                message["forbidden"] = reported + [h for h in hits if h not in reported]
                 return message, (values or {}).get("value")
             raise WorkerGone(f"sent an unexpected message {op!r}")
+
+
+class _ArrayBound:
+    """What a dependency call may ask the judge to compute: arrays no larger, in total elements, number of
+    dimensions or any one dimension, than the inputs the judge itself sent (so the judge's memory stays
+    bounded whatever the submission asks)."""
+
+    def __init__(self, sent):
+        shapes = _shapes(sent)
+        self.elements = 4 * sum(int(np.prod(s)) for s in shapes) + 64
+        self.ndim = max((len(s) for s in shapes), default=1) + 1
+        self.dim = max([64] + [d for s in shapes for d in s])
+
+    def refuse(self, values):
+        shapes = _shapes(values)
+        if sum(int(np.prod(s)) for s in shapes) > self.elements:
+            return "arrays larger than the exercise's inputs"
+        if any(len(s) > self.ndim or any(d > self.dim for d in s) for s in shapes):
+            return "arrays of a larger shape than the exercise's inputs"
+        return None
+
+
+def _shapes(value):
+    if isinstance(value, np.ndarray):
+        return [value.shape]
+    if isinstance(value, wire.TensorData):
+        return [value.array.shape]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _shapes(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _shapes(v)]
+    return []
 
 
 def _exit_reason(code):

@@ -38,10 +38,10 @@ def _read_exact(fd, n):
     return b"".join(chunks)
 
 
-def read_frame(fd):
+def read_frame(fd, limit=MAX_FRAME):
     (size,) = struct.unpack(">Q", _read_exact(fd, 8))
-    if size > MAX_FRAME:
-        raise WireError(f"frame of {size} bytes exceeds the {MAX_FRAME}-byte limit")
+    if size > limit:
+        raise WireError(f"a message larger than the {MAX_FRAME}-byte limit")
     return _read_exact(fd, size)
 
 
@@ -165,70 +165,86 @@ def send(fd, message, values=None):
 
 
 def receive(fd, make_tensor=None):
-    """Read one message; returns (message, decoded values or None)."""
-    message = json.loads(read_frame(fd))
+    """Read one message (all its frames together at most MAX_FRAME bytes); returns (message, values)."""
+    head = read_frame(fd)
+    budget = MAX_FRAME - len(head)
+    message = json.loads(head)
     if type(message) is not dict:
         raise WireError("a message must be a JSON object")
     n = message.get("n_arrays", 0)
     if type(n) is not int or not 0 <= n <= 10_000:
         raise WireError("bad array count")
-    arrays = [read_frame(fd) for _ in range(n)]
+    arrays = []
+    for _ in range(n):
+        arrays.append(read_frame(fd, budget))
+        budget -= len(arrays[-1])
     values = decode(message["values"], arrays, make_tensor) if "values" in message else None
     return message, values
 
 
 # ------------------------------------------------------------------------------ worker side
-_FORBIDDEN = []  # (module prefix, qualname) pairs of the exercise being run
-_HITS = []
-_ARMED = [False]
+# Captured when this file loads, before any submission code runs: replacing sys.setprofile, os.write or
+# json.dumps later does not change what the worker uses.
+_SETPROFILE, _GETPROFILE = sys.setprofile, sys.getprofile
+_OS_WRITE, _JSON_DUMPS, _PACK = os.write, json.dumps, struct.pack
+_STATE = {"armed": False, "no_spawn": False}
 
-
-def _callable_key(event, frame, arg):
-    if event == "c_call":
-        qualname = getattr(arg, "__qualname__", None) or getattr(arg, "__name__", "")
-        module = getattr(arg, "__module__", None)
-        if module is None and getattr(arg, "__self__", None) is not None:
-            module = type(arg.__self__).__module__
-        return module or "", qualname
-    if event == "call":
-        return frame.f_globals.get("__name__", ""), frame.f_code.co_qualname
-    return None
-
-
-def _profile(frame, event, arg):
-    key = _callable_key(event, frame, arg)
-    if key is None:
-        return
-    module, qualname = key
-    for prefix, name in _FORBIDDEN:
-        if qualname == name and (module == prefix or module.startswith(prefix + ".")):
-            hit = f"{prefix}.{name}"
-            if hit not in _HITS:
-                _HITS.append(hit)
-            raise ForbiddenCall(f"{hit} is not allowed in this exercise")
+_BLOCKED_SYMBOLS = ("PyEval_Set", "PyThreadState", "fork", "vfork", "clone", "exec", "system", "posix_spawn",
+                    "kill", "setrlimit", "prlimit")
+_SPAWN_EVENTS = ("os.fork", "os.forkpty", "os.system", "os.posix_spawn", "os.exec", "subprocess.Popen",
+                 "os.spawn", "pty.spawn", "socket.connect", "socket.bind")
 
 
 class ForbiddenCall(Exception):
     pass
 
 
-_BLOCKED_SYMBOLS = ("PyEval_Set", "PyThreadState", "fork", "vfork", "clone", "exec", "system", "posix_spawn",
-                    "kill", "setrlimit", "prlimit")
-
-
 def _audit(event, args):
-    """Block what a submission never needs once the worker is armed (defence in depth)."""
-    if not _ARMED[0]:
-        return
-    if event in ("sys.setprofile", "sys.settrace"):
+    """Block what a submission never needs (defence in depth; the sandbox is the real wall)."""
+    if _STATE["no_spawn"]:
+        if event in _SPAWN_EVENTS:
+            raise RuntimeError(f"{event}: processes and sockets are blocked while grading")
+        if event == "ctypes.dlsym" and len(args) > 1 and str(args[1]).startswith(_BLOCKED_SYMBOLS):
+            raise RuntimeError(f"calling {args[1]} through ctypes is blocked while grading")
+    if _STATE["armed"] and event in ("sys.setprofile", "sys.settrace"):
         raise RuntimeError(f"{event} is blocked while grading")
-    if event == "ctypes.dlsym" and len(args) > 1 and str(args[1]).startswith(_BLOCKED_SYMBOLS):
-        raise RuntimeError(f"calling {args[1]} through ctypes is blocked while grading")
-    if event in ("os.fork", "os.forkpty", "os.system", "os.posix_spawn", "os.exec", "subprocess.Popen",
-                 "os.spawn", "pty.spawn"):
-        raise RuntimeError(f"{event}: starting processes is blocked while grading")
-    if event in ("socket.connect", "socket.bind"):
-        raise RuntimeError("network access is blocked while grading")
+
+
+def _make_profile(rules, res_fd):
+    """A profile hook that recognises forbidden callables by their own module and qualified name (an alias
+    or getattr cannot rename a function), reports the first hit to the judge at once, and raises."""
+    hits = []
+
+    def key(frame, event, arg):
+        if event == "c_call":
+            qualname = getattr(arg, "__qualname__", None) or getattr(arg, "__name__", "") or ""
+            module = getattr(arg, "__module__", None)
+            if module is None and getattr(arg, "__self__", None) is not None:
+                module = type(arg.__self__).__module__
+            return module or "", str(qualname)
+        if event == "call":
+            qualname = frame.f_code.co_qualname
+            module = frame.f_globals.get("__name__", "") or ""
+            if qualname in ("OpOverloadPacket.__call__", "OpOverload.__call__"):  # torch.ops.aten.<op>
+                return "torch.ops", str(frame.f_locals.get("self"))
+            return module, qualname
+        return None
+
+    def profile(frame, event, arg):
+        k = key(frame, event, arg)
+        if k is None:
+            return
+        module, qualname = k
+        for prefix, name in rules:
+            if name in qualname and (module == prefix or module.startswith(prefix + ".")):
+                hit = f"{module}.{qualname}"
+                if hit not in hits:
+                    hits.append(hit)
+                    payload = _JSON_DUMPS({"op": "forbidden_hit", "name": hit, "n_arrays": 0}).encode()
+                    _OS_WRITE(res_fd, _PACK(">Q", len(payload)) + payload)
+                raise ForbiddenCall(f"{hit} is not allowed in this exercise")
+
+    return profile, hits
 
 
 class _DepProxy:
@@ -294,6 +310,7 @@ def _describe_exception(exc):
 
 def _serve(cmd_fd, res_fd):
     import importlib
+    import threading
 
     channel = (cmd_fd, res_fd)
     send(res_fd, {"op": "ready", "python": sys.version.split()[0]})
@@ -316,7 +333,6 @@ def _serve(cmd_fd, res_fd):
             send(res_fd, {"op": "protocol_error", "message": f"unknown op {message.get('op')!r}"})
             continue
         module, function = message["module"], message["function"]
-        _HITS.clear()
         try:
             mod = importlib.import_module(f"attnlab.{module}")
         except BaseException as exc:  # SyntaxError, ImportError, SystemExit at import...
@@ -328,33 +344,50 @@ def _serve(cmd_fd, res_fd):
                           "message": f"attnlab.{module} has no function {function!r}", "where": ""})
             continue
         undo = _swap(module, message.get("deps", []), channel)
-        _FORBIDDEN[:] = [tuple(pair) for pair in message.get("forbidden", [])]
+        rules = tuple((str(p), str(n)) for p, n in message.get("forbidden", []))
+        profile, hits = _make_profile(rules, res_fd) if rules else (None, [])
+        tampered = []
         try:
-            if _FORBIDDEN:
-                sys.setprofile(_profile)  # before arming: the audit hook would refuse it
-                import threading
-                threading.setprofile(_profile)
-            _ARMED[0] = True
+            if profile is not None:
+                _SETPROFILE(profile)  # before arming: the audit hook refuses setprofile once armed
+                threading.setprofile(profile)
+            _STATE["armed"] = True
             try:
                 result = func(*values["args"], **values["kwargs"])
             finally:
-                _ARMED[0] = False
-                sys.setprofile(None)
-                if _FORBIDDEN:
-                    import threading
+                _STATE["armed"] = False
+                if profile is not None:
+                    if _GETPROFILE() is not profile:
+                        tampered.append("the forbidden-call detector was switched off")
+                    _SETPROFILE(None)
                     threading.setprofile(None)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt included
             reply = dict(op="raised", phase="call", **_describe_exception(exc))
-            reply["forbidden"] = list(_HITS)
+            reply["forbidden"] = list(hits) + tampered
             send(res_fd, reply)
         else:
-            send(res_fd, {"op": "result", "forbidden": list(_HITS)}, {"value": result})
+            send(res_fd, {"op": "result", "forbidden": list(hits) + tampered}, {"value": result})
         finally:
             for obj, attr, val in reversed(undo):
                 if val is None:
                     delattr(obj, attr)
                 else:
                     setattr(obj, attr, val)
+
+
+class _Unavailable:
+    """A meta-path finder that makes some packages unimportable (torch in NumPy exercises)."""
+
+    def __init__(self, names, reason):
+        self.names, self.reason = tuple(names), reason
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.split(".", 1)[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {fullname!r}: {self.reason}", name=fullname)
+        return None
+
+
+UNAVAILABLE_REASON = "not available when grading NumPy exercises"
 
 
 def main():
@@ -370,11 +403,15 @@ def main():
     os.set_inheritable(cmd_fd, False)
     os.set_inheritable(res_fd, False)
     sys.addaudithook(_audit)
+    if config.get("unavailable"):
+        sys.meta_path.insert(0, _Unavailable(config["unavailable"], UNAVAILABLE_REASON))
     try:
         import numpy  # noqa: F401  (import outside the submission's time, so its cost is not theirs)
+        import threading  # noqa: F401
     except BaseException as exc:
         send(res_fd, {"op": "fatal", "message": f"numpy is not importable in the sandbox: {exc}"})
         return 3
+    _STATE["no_spawn"] = True  # from here on submission code runs: no processes, no sockets
     _serve(cmd_fd, res_fd)
     return 0
 

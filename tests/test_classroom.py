@@ -254,13 +254,13 @@ def test_push_grades(course, tmp_path):
     # the score of record, from nbgrader's own submitted/<student>/<assignment>/src layout
     batch = run_cli("grade-batch", course / "submitted", "--assignment", A, "--out", results, *ids)
     assert batch.returncode == 0, batch.stderr
-    assert (results / "summary.json").exists()
+    assert (results / ".summary.json").exists()
     assert json.loads((results / "complete.json").read_text())["total"] == 9.0
     (results / "ghost.json").write_text((results / "buggy.json").read_text())
     lines = []
     assert classroom.main("push-grades", [str(course), A, str(results)], out=lines.append) == 0
     assert any("ghost" in line and "not in the gradebook" in line for line in lines), lines
-    assert not any("summary" in line for line in lines), lines  # grade-batch's summary.json is not a student
+    assert not any("summary" in line for line in lines), lines  # grade-batch's .summary.json is not a student
     buggy = _cell_scores(course, "buggy")
     expected = json.loads((results / "buggy.json").read_text())
     for entry in expected["exercises"]:

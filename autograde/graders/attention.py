@@ -14,9 +14,9 @@ from ..references.scoring import scaled_dot_scores
 from .softmax import FORBID_TORCH_SOFTMAX
 
 FORBID_TORCH_ATTENTION = (
-    ("torch", "scaled_dot_product_attention"),
-    ("torch.nn.functional", "multi_head_attention_forward"),
-    ("torch.nn.modules.activation", "MultiheadAttention.forward"),
+    ("torch", "scaled_dot_product"),      # F.scaled_dot_product_attention, aten._scaled_dot_product_*
+    ("torch", "multi_head_attention"),    # F.multi_head_attention_forward
+    ("torch", "MultiheadAttention"),      # nn.MultiheadAttention.forward
 ) + FORBID_TORCH_SOFTMAX
 
 sdpa = Exercise("attention.scaled_dot_product_attention", points=4, reference=ref.scaled_dot_product_attention,

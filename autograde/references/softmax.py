@@ -1,12 +1,15 @@
+"""Softmax references. Computed in float64 and rounded once to the input's dtype, so the oracle is the
+correctly rounded answer (a float32 reference would carry its own rounding error into every comparison)."""
 import numpy as np
 
 
 def softmax(x, axis=-1):
     x = np.asarray(x)
+    w = x.astype(np.float64)
     # log-sum-exp form: exp(x - logsumexp(x)); independent of the max-subtraction in the solution
-    m = np.max(x, axis=axis, keepdims=True)
-    lse = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
-    return np.exp(x - lse).astype(x.dtype, copy=False)
+    m = np.max(w, axis=axis, keepdims=True)
+    lse = m + np.log(np.sum(np.exp(w - m), axis=axis, keepdims=True))
+    return np.exp(w - lse).astype(x.dtype if x.dtype.kind == "f" else np.float64, copy=False)
 
 
 def masked_softmax(x, mask, axis=-1):
