@@ -116,6 +116,8 @@ def grade_batch(submissions, out, workers=1, timeout=None, seed=None, exercise_i
         raise UsageError(f"{submissions}: no such folder")
     if workers < 1:
         raise UsageError("--workers must be at least 1")
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     if seed is None:
         seed = int(os.environ.get("ATTNLAB_GRADE_SEED", "0"))
     ids = [e.id for e in registry.select(exercise_ids)]

@@ -704,7 +704,7 @@ def main(action, args, out=print):
             return push_grades(args[0], args[1], args[2], out=out)
         raise ClassroomError(f"unknown action {action!r}")
     except ClassroomError as exc:
-        sys.stderr.write(f"attnlab classroom {action}: {exc}\n{USAGE}\n")
+        sys.stderr.write(f"attnlab classroom {action}: {exc} (see `attnlab classroom --help`)\n")
         return 2
     except subprocess.TimeoutExpired as exc:
         sys.stderr.write(f"attnlab classroom {action}: nbgrader did not finish in {exc.timeout:g} s\n")

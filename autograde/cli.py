@@ -56,7 +56,10 @@ def _parser():
 
     sub.add_parser("list", help="list exercises")
 
-    cl = sub.add_parser("classroom", help="nbgrader classroom workflow (see docs/classroom.md)")
+    cl = sub.add_parser("classroom", help="nbgrader classroom workflow (see docs/classroom.md)",
+                        description="source COURSE_DIR [--notebooks NN ...] [--course-id ID] | release COURSE_DIR "
+                                    "ASSIGNMENT | verify-release COURSE_DIR ASSIGNMENT | push-grades COURSE_DIR "
+                                    "ASSIGNMENT RESULTS_DIR   (see docs/classroom.md)")
     cl.add_argument("action", choices=["source", "release", "verify-release", "push-grades"])
     cl.add_argument("args", nargs=argparse.REMAINDER)
     return p
@@ -87,6 +90,9 @@ def main(argv=None):
         return _dispatch(args)
     except (UsageError, SandboxError) as exc:
         sys.stderr.write(f"attnlab: {exc}\n")
+        return 2
+    except OSError as exc:  # an unwritable --json or --out path, a full disk...
+        sys.stderr.write(f"attnlab: {exc.strerror or exc}: {exc.filename or ''}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("attnlab: interrupted\n")

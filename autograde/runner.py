@@ -278,6 +278,8 @@ def grade_submission(folder, exercise_ids=None, timeout=None, seed=None, limits=
     exercises = registry.select(exercise_ids)  # validates ids before any process starts
     limits = limits or Limits()
     if timeout is not None:
+        if not timeout > 0:
+            raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
         limits.wall_s = float(timeout)
     if seed is None:
         seed = int(os.environ.get("ATTNLAB_GRADE_SEED", "0"))

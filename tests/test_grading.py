@@ -69,6 +69,11 @@ def test_grading_is_deterministic_and_order_independent(cli, tmp_path):
     (["grade-batch", "/no/such/folder", "--out", "{tmp}/out"], "no such folder"),
     (["grade"], "the following arguments are required"),
     (["frobnicate"], "invalid choice"),
+    (["grade", "{solutions}", "masks", "--timeout", "-1"], "--timeout must be a positive"),
+    (["grade", "{solutions}", "masks.causal_mask", "--json", "/proc/no/such/dir/g.json"], "No such file"),
+    (["grade-batch", "{tmp}", "--out", "{tmp}/out", "--workers", "0"], "--workers must be at least 1"),
+    (["classroom", "release", "{tmp}/nope", "01_what_attention_computes"], "no such assignment"),
+    (["classroom", "source"], "needs COURSE_DIR"),
 ])
 def test_bad_input_gives_one_line_and_nonzero_exit(cli, tmp_path, args, needle):
     args = [a.format(tmp=tmp_path, solutions=ROOT / "solutions") for a in args]
