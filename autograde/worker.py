@@ -274,7 +274,7 @@ def _make_tensor(arr, desc):
     return t
 
 
-def _swap(module_names, deps, channel):
+def _swap(deps, channel):
     """Replace each dependency, and every alias of it in the submission's modules, by a proxy."""
     import importlib
 
@@ -343,7 +343,7 @@ def _serve(cmd_fd, res_fd):
             send(res_fd, {"op": "raised", "phase": "import", "type": "AttributeError",
                           "message": f"attnlab.{module} has no function {function!r}", "where": ""})
             continue
-        undo = _swap(module, message.get("deps", []), channel)
+        undo = _swap(message.get("deps", []), channel)
         rules = tuple((str(p), str(n)) for p, n in message.get("forbidden", []))
         profile, hits = _make_profile(rules, res_fd) if rules else (None, [])
         tampered = []
