@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import registry
 from .sandbox import remove_stale_copies
-from .runner import STATUSES, UsageError, grade_submission, owned_package
+from .runner import STATUSES, UsageError, check_timeout, grade_submission, owned_package
 
 GRADER_DIR = Path(__file__).resolve().parent
 
@@ -116,8 +116,7 @@ def grade_batch(submissions, out, workers=1, timeout=None, seed=None, exercise_i
         raise UsageError(f"{submissions}: no such folder")
     if workers < 1:
         raise UsageError("--workers must be at least 1")
-    if timeout is not None and not timeout > 0:
-        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+    check_timeout(timeout)  # before any student is graded
     if seed is None:
         seed = int(os.environ.get("ATTNLAB_GRADE_SEED", "0"))
     ids = [e.id for e in registry.select(exercise_ids)]

@@ -61,6 +61,18 @@ def make_stub(source, module, where="<source>"):
     return "\n".join(out) + "\n"
 
 
+def solution_lines(source):
+    """The stripped lines inside SOLUTION regions (what must never reach a learner)."""
+    lines, inside = [], False
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped in (BEGIN_SOLUTION, END_SOLUTION):
+            inside = stripped == BEGIN_SOLUTION
+        elif inside:
+            lines.append(stripped)
+    return lines
+
+
 def solution_only(source):
     """The solution text with marker lines removed (what the instructor's package runs)."""
     keep = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HINTS, END_HINTS)

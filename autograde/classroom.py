@@ -408,20 +408,6 @@ def release(course_dir, assignment, out=print):
     return 0
 
 
-def _solution_regions(text):
-    """Lines inside ### BEGIN SOLUTION ... ### END SOLUTION."""
-    out, inside = [], False
-    for line in text.splitlines():
-        s = line.strip()
-        if s == "### BEGIN SOLUTION":
-            inside = True
-        elif s == "### END SOLUTION":
-            inside = False
-        elif inside:
-            out.append(s)
-    return out
-
-
 def _released_texts(release_dir):
     """{relative path: list of text lines to search} for every file of a release."""
     texts = {}
@@ -465,7 +451,7 @@ def _model_answers(course_dir, assignment):
 
 def verify_release(course_dir, assignment):
     """Problems (one line each) that make release/ASSIGNMENT unfit to distribute; [] when clean."""
-    from .build import generated_stubs, solution_only
+    from .build import generated_stubs, solution_lines, solution_only
 
     course_dir = Path(course_dir).resolve()
     release_dir = course_dir / "release" / assignment
@@ -484,7 +470,7 @@ def verify_release(course_dir, assignment):
         if text != stub:
             solutions[path.name] = {text, solution_only(text)}
         stub_lines = {l.strip() for l in stub.splitlines()}
-        for line in _solution_regions(text):
+        for line in solution_lines(text):
             if len(line) >= MIN_LEAK_LINE and line not in stub_lines:
                 secret_lines.setdefault(line, f"solutions/attnlab/{path.name}")
     answer_lines = {l for l in _model_answers(course_dir, assignment) if len(l) >= MIN_LEAK_LINE}

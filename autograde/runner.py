@@ -27,6 +27,12 @@ class UsageError(Exception):
     """Bad input from the user (unknown exercise, missing folder): a one-line message."""
 
 
+def check_timeout(timeout):
+    """Reject a non-positive --timeout (None means the default)."""
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+
+
 def find_package_root(folder):
     """The folder holding `attnlab/`: the folder itself or its `src/` (a whole course checkout)."""
     folder = Path(folder)
@@ -277,9 +283,8 @@ def grade_submission(folder, exercise_ids=None, timeout=None, seed=None, limits=
     root = find_package_root(folder)
     exercises = registry.select(exercise_ids)  # validates ids before any process starts
     limits = limits or Limits()
+    check_timeout(timeout)
     if timeout is not None:
-        if not timeout > 0:
-            raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
         limits.wall_s = float(timeout)
     if seed is None:
         seed = int(os.environ.get("ATTNLAB_GRADE_SEED", "0"))

@@ -1,3 +1,5 @@
+import contextlib
+import importlib
 import os
 import subprocess
 import sys
@@ -19,3 +21,20 @@ def run_cli(*args, cwd=None, env=None, timeout=300):
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def _forget_attnlab():
+    for name in [m for m in sys.modules if m == "attnlab" or m.startswith("attnlab.")]:
+        del sys.modules[name]
+
+
+@contextlib.contextmanager
+def solutions_package():
+    """Import the instructor's attnlab in this process (trusted code only); yields importlib.import_module."""
+    sys.path.insert(0, str(ROOT / "solutions"))
+    _forget_attnlab()
+    try:
+        yield lambda module: importlib.import_module(f"attnlab.{module}")
+    finally:
+        sys.path.remove(str(ROOT / "solutions"))
+        _forget_attnlab()

@@ -30,14 +30,7 @@ def test_stubs_contain_no_solution_line():
     for path in sorted((ROOT / "solutions" / "attnlab").glob("*.py")):
         text = path.read_text()
         stub = (ROOT / "src" / "attnlab" / path.name).read_text()
-        inside, solution_lines = False, []
-        for line in text.splitlines():
-            if line.strip() == build.BEGIN_SOLUTION:
-                inside = True
-            elif line.strip() == build.END_SOLUTION:
-                inside = False
-            elif inside and len(line.strip()) > 12 and not line.strip().startswith("#"):
-                solution_lines.append(line.strip())
+        solution_lines = [l for l in build.solution_lines(text) if len(l) > 12 and not l.startswith("#")]
         leaked = [l for l in solution_lines if l in {s.strip() for s in stub.splitlines()}]
         assert not leaked, f"{path.name}: solution lines in the stub: {leaked}"
 

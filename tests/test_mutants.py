@@ -46,21 +46,11 @@ def test_unscaled_attention_gets_the_scale_hint():
 
 def test_solutions_pass_for_many_seeds():
     """No flaky oracle: the instructor's solutions score full marks whatever the (secret) seed."""
-    import importlib
-    import sys
+    from conftest import solutions_package
 
-    from conftest import ROOT
-
-    sys.path.insert(0, str(ROOT / "solutions"))
-    try:
-        for name in [m for m in sys.modules if m == "attnlab" or m.startswith("attnlab.")]:
-            del sys.modules[name]
-        funcs = {e.id: getattr(importlib.import_module(f"attnlab.{e.module}"), e.function) for e in EXERCISES}
+    with solutions_package() as load:
+        funcs = {e.id: getattr(load(e.module), e.function) for e in EXERCISES}
         for seed in range(25):
             report = grade_with_backend(InProcessBackend(funcs), None, seed=seed)
             failing = [(e["id"], t["message"]) for e in report["exercises"] for t in e["tests"] if not t["passed"]]
             assert not failing, f"seed {seed}: {failing[:2]}"
-    finally:
-        sys.path.remove(str(ROOT / "solutions"))
-        for name in [m for m in sys.modules if m == "attnlab" or m.startswith("attnlab.")]:
-            del sys.modules[name]

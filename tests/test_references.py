@@ -1,5 +1,4 @@
 """Our NumPy references against PyTorch's built-ins (the independent oracle), and the solutions against both."""
-import sys
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from autograde.references import attention as ref_attention  # noqa: E402
 from autograde.references import masks as ref_masks  # noqa: E402
 from autograde.references import scoring as ref_scoring  # noqa: E402
 from autograde.references import softmax as ref_softmax  # noqa: E402
-from conftest import ROOT  # noqa: E402
+from conftest import solutions_package  # noqa: E402
 
 RNG = np.random.default_rng(1234)
 
@@ -80,20 +79,13 @@ def test_attention_reference_matches_torch_sdpa(mask_kind):
 
 
 def test_solutions_agree_with_references():
-    sys.path.insert(0, str(ROOT / "solutions"))
-    try:
-        for name in [m for m in sys.modules if m == "attnlab" or m.startswith("attnlab.")]:
-            del sys.modules[name]
-        from attnlab import attention, softmax
+    with solutions_package() as load:
+        attention, softmax = load("attention"), load("softmax")
         q, k, v = RNG.standard_normal((2, 5, 4)), RNG.standard_normal((2, 7, 4)), RNG.standard_normal((2, 7, 6))
         np.testing.assert_allclose(attention.scaled_dot_product_attention(q, k, v)[0],
                                    ref_attention.scaled_dot_product_attention(q, k, v)[0], rtol=1e-12)
         x = RNG.standard_normal((3, 9)) * 1e3
         np.testing.assert_allclose(softmax.softmax(x), ref_softmax.softmax(x), rtol=1e-12, atol=1e-300)
-    finally:
-        sys.path.remove(str(ROOT / "solutions"))
-        for name in [m for m in sys.modules if m == "attnlab" or m.startswith("attnlab.")]:
-            del sys.modules[name]
 
 
 def test_forbidden_specs_name_the_real_torch_objects():
