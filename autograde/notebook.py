@@ -50,8 +50,22 @@ def use_package(folder=None):
     return attnlab
 
 
+class CheckResult(dict):
+    """The grade of a `check(...)`: a dict (see the grade JSON in README.md) that Jupyter shows as one line,
+    since the report itself is already on screen."""
+
+    def __repr__(self):
+        ids = ", ".join(e["id"] for e in self.get("exercises", []))
+        return f"<check {ids}: {self.get('total', 0):g}/{self.get('max_total', 0):g} points>"
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(repr(self))
+
+
 def check(*exercise_ids, timeout=None):
-    """Grade exercises of the package in use and display per-case PASS/FAIL with hints."""
+    """Grade exercises of the package in use and display per-case PASS/FAIL with hints.
+
+    Returns a `CheckResult` (the grade as a dict, shown as one line)."""
     from .report import show_in_notebook
     from .runner import grade_submission
 
@@ -59,4 +73,4 @@ def check(*exercise_ids, timeout=None):
     show_in_notebook(result)
     if os.environ.get("ATTNLAB_STRICT") == "1" and result["total"] < result["max_total"]:
         raise AssertionError(f"check{exercise_ids}: {result['total']}/{result['max_total']} (ATTNLAB_STRICT=1)")
-    return result
+    return CheckResult(result)

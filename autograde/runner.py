@@ -3,28 +3,26 @@
     grade_submission(root, exercise_ids=None, ...) -> the grade dict written by `attnlab grade --json`
 
 `root` is a folder containing `attnlab/` (a learner's `src/`, the instructor's `solutions/`, one student's
-submission). Its code runs in a sandboxed worker (autograde.sandbox); each exercise is graded on its own,
-with the functions it builds on swapped for the reference, and in dependency order so that nothing an
-exercise learns while graded can help an exercise graded earlier.
+submission). Its code runs in sandboxed workers (autograde.backends, autograde.sandbox), one per profile;
+each exercise is graded on its own, in its own profile, with the functions it builds on swapped for the
+reference, and in dependency order so that nothing an exercise learns while graded can help an exercise
+graded earlier.
 """
 import os
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 
 from . import registry
-from .framework import (CaseFailed, Context, diagnose_exception, hint_suffix, ForbiddenUsed, ImportFailed, LearnerRaised, NotImplementedYet,
-                        case_rng)
-from .sandbox import TORCH_PACKAGES, Limits, dropped_guarantees, SandboxError, Worker, WorkerGone, copy_submission, sandbox_mode
-from .worker import UNAVAILABLE_REASON, TensorData
+from .backends import InProcessBackend, SandboxBackend  # noqa: F401  (InProcessBackend: re-exported)
+from .errors import (CaseFailed, CaseSkipped, ForbiddenUsed, ImportFailed, LearnerRaised, NotImplementedYet,
+                     SandboxError, UsageError, WorkerGone)
+from .framework import Context, case_rng, hint_suffix
+from .sandbox import Limits, dropped_guarantees, host_cuda
 
 STATUSES = ("passed", "failed", "error", "timeout", "not_implemented", "forbidden")
-
-
-class UsageError(Exception):
-    """Bad input from the user (unknown exercise, missing folder): a one-line message."""
+MEMORY_WORDS = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "Unable to allocate",
+                "out of memory")
 
 
 def check_timeout(timeout):
@@ -59,202 +57,123 @@ def owned_package(owner, candidate):
     return package.resolve().is_relative_to(owner.resolve())
 
 
-# ------------------------------------------------------------------------------------ backends
-class SandboxBackend:
-    """Calls into a submission through a sandboxed worker, restarting it after a crash or a timeout."""
-
-    def __init__(self, root, limits=None, exercises=()):
-        self.limits = limits or Limits()
-        # NumPy exercises run where torch does not exist: no way to call its attention or softmax, however
-        # the call is disguised. Only a selection with a PyTorch exercise gets torch in the sandbox.
-        self.unavailable = () if any(e.learner_torch for e in exercises) else TORCH_PACKAGES
-        self.mode = sandbox_mode()
-        self.copy_dir = copy_submission(Path(root) / "attnlab", self.limits)
-        self.worker = None
-        self.deadline = None
-        self.imported = set()
-        self.broken = {}  # module -> WorkerGone / ImportFailed seen while importing it: not retried
-
-    def begin_exercise(self, exercise):
-        # The wall-time budget counts the submission's time only (waiting for the worker), not the judge's
-        # own work between calls (oracles, comparisons), so a busy grader cannot time out a correct answer.
-        self.budget_left = self.limits.wall_s
-
-    def _ensure_imported(self, module):
-        if module in self.broken:
-            raise self.broken[module]
-        if self.worker is None or not self.worker.alive:
-            self.worker = Worker(self.copy_dir, self.limits, self.mode, self.unavailable)
-            self.worker.start()
-            self.imported = set()
-        if module in self.imported:
-            return
-        try:
-            message = self.worker.import_module(module, self.deadline)
-        except WorkerGone as exc:
-            self.broken[module] = exc  # a module that hangs or kills the process on import does it every time
-            raise
-        if message.get("op") == "raised":
-            info = {k: message.get(k, "") for k in ("type", "message", "where")}
-            self.broken[module] = _unavailable_use(info) or ImportFailed(info)
-            raise self.broken[module]
-        self.imported.add(module)
-
-    def call(self, exercise, args, kwargs):
-        started = time.monotonic()
-        self.deadline = started + max(self.budget_left, 0.0)
-        try:
-            self._ensure_imported(exercise.module)
-            message, value = self.worker.call(exercise.module, exercise.function, args, kwargs, exercise.deps,
-                                              exercise.forbidden, _reference_for_dep, self.deadline)
-        finally:
-            self.budget_left -= time.monotonic() - started
-        return _interpret(message, value)
-
-    def abandon(self):
-        """Kill the worker (after a timeout or a crash); the next call starts a fresh one."""
-        if self.worker is not None:
-            self.worker.kill()
-            self.worker = None
-            self.imported = set()
-
-    def close(self):
-        if self.worker is not None:
-            self.worker.close()
-            self.worker = None
-        shutil.rmtree(self.copy_dir, ignore_errors=True)
-
-
-class InProcessBackend:
-    """Trusted code only (the mutant catalogue, the solutions): calls functions in this process.
-
-    Results still go through the wire codec, so types are judged exactly as for a sandboxed submission.
-    """
-
-    mode = "in-process"
-
-    def __init__(self, functions):
-        self.functions = functions  # exercise id -> callable
-
-    def begin_exercise(self, exercise):
-        pass
-
-    def call(self, exercise, args, kwargs):
-        from .framework import _copy
-        from .worker import decode, encode
-
-        func = self.functions[exercise.id]
-        try:
-            with np.errstate(all="ignore"):
-                result = func(*_copy(args), **_copy(kwargs))
-        except NotImplementedError as exc:
-            raise NotImplementedYet(str(exc)) from None
-        except Exception as exc:
-            raise LearnerRaised({"type": type(exc).__name__, "message": str(exc), "where": ""}) from None
-        arrays = []
-        encoded = encode(result, arrays)
-        return decode(encoded, arrays)
-
-    def abandon(self):
-        pass
-
-    def close(self):
-        pass
-
-
-def _unavailable_use(info):
-    """A ForbiddenUsed when the submission tried to import a package NumPy exercises may not use."""
-    if info.get("type") == "ModuleNotFoundError" and UNAVAILABLE_REASON in str(info.get("message")):
-        name = str(info["message"]).split("'")[1] if "'" in str(info["message"]) else "torch"
-        where = f" ({info['where']})" if info.get("where") else ""
-        top = name.split(".")[0]
-        return ForbiddenUsed([top], f"imports {top}{where}, which NumPy exercises may not use: "
-                                    "implement it with NumPy")
-    return None
-
-
-def _reference_for_dep(name, args, kwargs):
-    exercise = registry.get(name)
-    args = [a.array if isinstance(a, TensorData) else a for a in args]
-    with np.errstate(all="ignore"):
-        return exercise.reference(*args, **kwargs)
-
-
-def _interpret(message, value):
-    forbidden = message.get("forbidden") or []
-    if forbidden:
-        raise ForbiddenUsed(forbidden)
-    if message.get("op") == "result":
-        return value
-    info = {k: message.get(k, "") for k in ("type", "message", "where")}
-    forbidden = _unavailable_use(info)
-    if forbidden:
-        raise forbidden
-    if message.get("phase") == "import":
-        raise ImportFailed(info)
-    if info["type"] == "NotImplementedError":
-        raise NotImplementedYet(info["message"])
-    raise LearnerRaised(info)
-
-
 # ------------------------------------------------------------------------------------- grading
 def grade_exercise(exercise, backend, seed=0):
     """Run one exercise's cases. Returns its entry of the grade dict."""
     tests, status, reason = [], None, ""
-    backend.begin_exercise(exercise)
     cases = exercise.cases
-    for i, case in enumerate(cases):
-        ctx = Context(exercise, case, case_rng(seed, exercise.id, case.name), backend.call)
-        try:
-            with np.errstate(all="ignore"):
-                case.run(ctx)
-            tests.append(_test(case, True, ""))
-        except CaseFailed as failure:
-            tests.append(_test(case, False, str(failure)))
-        except LearnerRaised as exc:
-            info = exc.info
-            where = f" at {info['where']}" if info.get("where") else ""
-            hint = diagnose_exception(exercise, *ctx.pending, info["type"])
-            tests.append(_test(case, False, f"{exercise.id}: {case.intent} [{case.name}]; raised "
-                                            f"{info['type']}: {info['message']}{where}."
-                                            + hint_suffix(hint)))
-        except NotImplementedYet:
-            status, reason = "not_implemented", "raises NotImplementedError: not implemented yet"
-        except ForbiddenUsed as exc:
-            status, reason = "forbidden", exc.message
-        except ImportFailed as exc:
-            info = exc.info
-            where = f" at {info['where']}" if info.get("where") else ""
-            status, reason = "error", (f"attnlab.{exercise.module} could not be imported: "
-                                       f"{info['type']}: {info['message']}{where}")
-        except WorkerGone as exc:
-            backend.abandon()
-            if exc.timed_out:
-                status, reason = "timeout", "did not finish within the time limit (an infinite loop?)"
-            else:
-                status, reason = "error", f"the grading process died: {exc.reason}"
-        except SandboxError as exc:
-            status, reason = "error", str(exc)
-        if status is not None:
-            for rest in cases[i:]:
-                tests.append(_test(rest, False, f"{exercise.id}: {reason}."))
-            break
-    weight = sum(c.weight for c in cases)
-    earned = sum(c.weight for c, t in zip(cases, tests) if t["passed"])
-    points = 0.0 if status in ("forbidden", "not_implemented") else round(exercise.points * earned / weight, 2)
+    try:
+        backend.begin_exercise(exercise)
+    except Exception as exc:  # forbidden source, a worker that cannot start: the same as in a case
+        status, reason = _exercise_outcome(exercise, backend, exc)
+        if status is None:
+            raise
+        cases_left = cases
+    else:
+        cases_left = []
+        for i, case in enumerate(cases):
+            ctx = Context(exercise, case, case_rng(seed, exercise.id, case.name), backend)
+            try:
+                _run_case(case, ctx, backend)
+                tests.append(_test(case, True, ""))
+            except CaseSkipped as skip:
+                tests.append(_test(case, None, f"skipped: {skip}"))
+            except CaseFailed as failure:
+                tests.append(_test(case, False, str(failure)))
+            except LearnerRaised as exc:
+                tests.append(_test(case, False, _raised_message(exercise, case, ctx, exc.info)))
+            except WorkerGone as exc:
+                if case.memory_budget_mb and not exc.timed_out:  # its own fresh worker: only this case is lost
+                    backend.abandon()
+                    tests.append(_test(case, False, _memory_message(exercise, case, exc.reason, {})))
+                    continue
+                status, reason = _exercise_outcome(exercise, backend, exc)
+            except Exception as exc:
+                status, reason = _exercise_outcome(exercise, backend, exc)
+                if status is None:
+                    raise
+            if status is not None:
+                cases_left = cases[i:]
+                break
+    for rest in cases_left:
+        tests.append(_test(rest, False, f"{exercise.id}: {reason}."))
+    counted = [(c, t) for c, t in zip(cases, tests) if t.get("skipped") is None]
+    weight = sum(c.weight for c, _ in counted)
+    earned = sum(c.weight for c, t in counted if t["passed"])
+    if status in ("forbidden", "not_implemented") or weight == 0:
+        points = 0.0
+    else:
+        points = round(exercise.points * earned / weight, 2)
     if status is None:
-        status = "passed" if earned == weight else "failed"
+        status = "passed" if earned == weight and weight > 0 else "failed"
     return {"id": exercise.id, "points": points, "max_points": float(exercise.points), "status": status,
             "tests": tests}
 
 
+def _run_case(case, ctx, backend):
+    backend.begin_case(case)
+    try:
+        with np.errstate(all="ignore"):
+            case.run(ctx)
+    finally:
+        backend.end_case(case)
+
+
+def _exercise_outcome(exercise, backend, exc):
+    """(status, reason) for an exception that ends the exercise, or (None, '') for one that is not ours."""
+    if isinstance(exc, NotImplementedYet):
+        return "not_implemented", "raises NotImplementedError: not implemented yet"
+    if isinstance(exc, ForbiddenUsed):
+        return "forbidden", exc.message
+    if isinstance(exc, ImportFailed):
+        info = exc.info
+        where = f" at {info['where']}" if info.get("where") else ""
+        return "error", (f"attnlab.{exercise.module} could not be imported: "
+                         f"{info['type']}: {info['message']}{where}")
+    if isinstance(exc, WorkerGone):
+        backend.abandon()
+        if exc.timed_out:
+            return "timeout", f"did not finish within the limits ({exc.reason}: an infinite loop?)"
+        return "error", f"the grading process died: {exc.reason}"
+    if isinstance(exc, SandboxError):
+        return "error", str(exc)
+    return None, ""
+
+
+def _raised_message(exercise, case, ctx, info):
+    if case.memory_budget_mb and any(w in f"{info.get('type')}: {info.get('message')}" for w in MEMORY_WORDS):
+        return _memory_message(exercise, case, f"{info['type']}: {info['message']}", info.get("diagnostics") or {})
+    where = f" at {info['where']}" if info.get("where") else ""
+    return (f"{exercise.id}: {case.intent} [{case.name}]; raised {info['type']}: {info['message']}{where}."
+            + hint_suffix(ctx.diagnose()))
+
+
+def _memory_message(exercise, case, what, diagnostics):
+    detail = f"ran out of its {case.memory_budget_mb} MiB memory budget ({_first_line(what)})"
+    if diagnostics.get("allocation_failed_in"):
+        detail += f"; the allocation that failed: {diagnostics['allocation_failed_in']}"
+    elif diagnostics.get("largest_tensor"):
+        op, shape = diagnostics["largest_tensor"]
+        detail += f"; the largest tensor it made: {tuple(shape)} in {op}"
+    return f"{exercise.id}: {case.intent} [{case.name}]; {detail}." + hint_suffix(case.memory_hint)
+
+
+def _first_line(text):
+    text = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return text[:300]
+
+
 def _test(case, passed, message):
-    return {"name": case.name, "intent": case.intent, "passed": passed, "message": "" if passed else message}
+    entry = {"name": case.name, "intent": case.intent, "passed": passed, "message": "" if passed else message}
+    if passed is None:
+        entry["passed"], entry["skipped"] = False, message
+        entry["message"] = ""
+    return entry
 
 
 def grade_with_backend(backend, exercise_ids=None, seed=0, submission="", extra=None):
     exercises = registry.select(exercise_ids)
-    if any(e.uses_torch for e in exercises):
+    if any(e.judge_needs_torch for e in exercises):
         import torch  # noqa: F401  (the oracle's import, seconds, before any submission's clock runs)
     results = {}
     try:
@@ -271,6 +190,11 @@ def grade_with_backend(backend, exercise_ids=None, seed=0, submission="", extra=
         "seed": int(seed),
         "sandbox": backend.mode,
     }
+    if any(c.device == "cuda" for e in exercises for c in e.cases):
+        available, detail = host_cuda()
+        report["device"] = {"cuda": detail if available else None}
+        if not available:
+            report["device"]["skipped"] = f"GPU cases skipped and not counted: {detail}"
     if backend.mode == "none":
         report["dropped_guarantees"] = dropped_guarantees("none")
     if extra:

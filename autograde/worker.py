@@ -1,198 +1,176 @@
-"""The process that runs a submission's code. It is copied alone into the sandbox.
+"""The process that runs a submission's code. Copied, with wire.py and profiles.py, into the sandbox.
 
-It knows nothing about tests, expected values or reference kernels: the judge (autograde.runner) sends
-it "call attnlab.<module>.<function> with these arrays" and it sends back what the function returned,
-as data only (JSON plus .npy blobs, never pickle). Every comparison happens in the judge's process, so
-nothing the submission patches in here (numpy, torch, this module) can change a grade.
+It knows nothing about tests, expected values or reference kernels. The judge (autograde.runner) sends it
+requests and it answers with what came back, as data only (autograde.wire): every comparison happens in the
+judge's process, so nothing the submission patches in here (numpy, torch, this module) changes a grade.
 
-Standard library and numpy only: this file must run without the rest of `autograde`.
-
-Wire format (both directions): a message is one frame holding UTF-8 JSON, followed by as many frames as
-the JSON names arrays; a frame is an 8-byte big-endian length and that many bytes.
+Four parts, top to bottom:
+* `Session`: the requests (call a function; create an instance of a class; call a method of, or read an
+  attribute of, an object it holds; make a trusted helper object such as an Axes) and the object table
+  that holds live objects by handle. The judge's in-process backend runs trusted code through the same
+  class, so both are typed and answered alike.
+* `axes_data`: what a returned matplotlib Axes shows, as data (images, tick labels by cell, colour bars).
+* guards around one request: dependency proxies, the forbidden-call detectors (a profile hook on Python
+  callables, a dispatch mode on PyTorch operators), the audit hook, allocation diagnostics.
+* `serve` and `main`: the message loop, and the start-up (paths, profile, memory limit) before any
+  submission code runs.
 """
-import io
-import json
+import gc
+import importlib
 import os
 import struct
 import sys
+import threading
 import traceback
 
-MAX_FRAME = 64 * 1024 * 1024  # bytes; the judge refuses larger frames
+try:  # inside the judge: part of the autograde package
+    from . import profiles, wire
+except ImportError:  # in the sandbox: a script next to its two siblings (`python -I` does not put our
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # folder on sys.path; main() resets it)
+    import profiles
+    import wire
 
 
-# ------------------------------------------------------------------------------------- codec
-class WireError(Exception):
-    """A message that does not follow the wire format."""
+# ======================================================================================= Session
+class Session:
+    """Requests against a namespace of learner code, and the live objects they created."""
 
+    def __init__(self, resolve):
+        self.resolve = resolve  # (module, name) -> the learner's function or class
+        self.objects, self._ids, self._next = {}, {}, 0
 
-def _read_exact(fd, n):
-    if not isinstance(fd, int):  # the judge's side: a channel that enforces a deadline
-        return fd.read_exact(n)
-    chunks, left = [], n
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            raise EOFError("peer closed the channel")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+    def reset(self):
+        """Forget every object (a new exercise starts from nothing) and close open figures."""
+        self.objects.clear()
+        self._ids.clear()
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is not None:
+            plt.close("all")
 
+    def hold(self, obj):
+        """The handle id of obj, registering it if it is new (the same object always gets the same id)."""
+        known = self._ids.get(id(obj))
+        if known is not None and self.objects.get(known) is obj:
+            return known
+        self._next += 1
+        self.objects[self._next] = obj
+        self._ids[id(obj)] = self._next
+        return self._next
 
-def read_frame(fd, limit=MAX_FRAME):
-    (size,) = struct.unpack(">Q", _read_exact(fd, 8))
-    if size > limit:
-        raise WireError(f"a message larger than the {MAX_FRAME}-byte limit")
-    return _read_exact(fd, size)
+    def lookup(self, handle_id):
+        try:
+            return self.objects[handle_id]
+        except KeyError:
+            raise wire.WireError(f"no live object with handle {handle_id}") from None
 
-
-def write_frame(fd, payload):
-    data = struct.pack(">Q", len(payload)) + payload
-    if not isinstance(fd, int):
-        return fd.write_all(data)
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def encode(value, arrays):
-    """JSON-able description of value; arrays are appended to `arrays` (as .npy bytes)."""
-    import numpy as np
-
-    if value is None or isinstance(value, (bool, str)) and type(value) in (bool, str):
-        return value
-    if type(value) is int:
-        return value
-    if type(value) is float:
-        return {"__float__": repr(value)}
-    if type(value) in (list, tuple):
-        return {"__" + type(value).__name__ + "__": [encode(v, arrays) for v in value]}
-    if type(value) is dict and all(type(k) is str for k in value):
-        return {"__dict__": [[k, encode(v, arrays)] for k, v in value.items()]}
-    if type(value) is np.ndarray or isinstance(value, np.generic) and type(value).__module__ == "numpy":
-        kind = "numpy" if type(value) is np.ndarray else "numpy_scalar"
-        arr = np.asarray(value)
-        if arr.dtype.hasobject or arr.dtype.fields is not None:
-            return {"__unsupported__": f"numpy array of dtype {arr.dtype}"}
-        buf = io.BytesIO()
-        np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
-        arrays.append(buf.getvalue())
-        return {"__array__": len(arrays) - 1, "kind": kind}
-    torch = sys.modules.get("torch")
-    if torch is not None and type(value) is torch.Tensor:
-        t = value.detach()
-        desc = {"kind": "torch", "dtype": str(t.dtype), "device": str(t.device),
-                "requires_grad": bool(value.requires_grad)}
-        if t.dtype == torch.bfloat16:
-            t = t.float()
-        buf = io.BytesIO()
-        np.lib.format.write_array(buf, np.ascontiguousarray(t.cpu().numpy()), allow_pickle=False)
-        arrays.append(buf.getvalue())
-        desc["__array__"] = len(arrays) - 1
+    def describe(self, obj, arrays):
+        """The wire's on_object: a handle (and, for an Axes, what it shows)."""
+        desc = {"__handle__": self.hold(obj), "type": type_name(obj)}
+        if is_axes(obj):
+            desc["__axes__"] = wire.encode(axes_data(obj), arrays)
         return desc
-    cls = type(value)
-    return {"__unsupported__": f"{cls.__module__}.{cls.__qualname__}"}
+
+    def run(self, request, args, kwargs):
+        """Execute one request; returns the learner's value (or raises what the learner's code raised)."""
+        kind, name = request["kind"], str(request.get("name", ""))
+        if kind == "getattr":
+            return getattr(self.lookup(request["handle"]), name)
+        if kind == "method":
+            return getattr(self.lookup(request["handle"]), name)(*args, **kwargs)
+        if kind == "make":
+            return MAKERS[name](*args, **kwargs)
+        target = self.resolve(request["module"], name)
+        if kind == "new" and not isinstance(target, type):
+            raise TypeError(f"attnlab.{request['module']}.{name} should be a class, got {type_name(target)}")
+        return target(*args, **kwargs)
 
 
-def decode(obj, arrays, make_tensor=None):
-    """Inverse of encode. Unsupported values decode to an Unsupported marker."""
+def type_name(obj):
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _make_axes(width=4.0, height=3.0):
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=(width, height))
+    return ax
+
+
+MAKERS = {"axes": _make_axes}  # trusted objects the judge may ask for (an Axes to draw into)
+
+
+# ===================================================================================== axes_data
+def is_axes(obj):
+    axes_mod = sys.modules.get("matplotlib.axes")
+    return axes_mod is not None and isinstance(obj, axes_mod.Axes)
+
+
+def axes_data(ax):
+    """What an Axes shows, as data: every image-like artist (imshow, matshow, pcolormesh) with its array,
+    colour map, limits and colour bar, and for each visible tick label the image cell it sits on."""
     import numpy as np
 
-    if obj is None or type(obj) in (bool, int, str):
-        return obj
-    if type(obj) is not dict or len(obj) == 0:
-        raise WireError(f"unexpected JSON value {obj!r:.80}")
-    if "__float__" in obj:
-        return float(obj["__float__"])
-    if "__list__" in obj:
-        return [decode(v, arrays, make_tensor) for v in obj["__list__"]]
-    if "__tuple__" in obj:
-        return tuple(decode(v, arrays, make_tensor) for v in obj["__tuple__"])
-    if "__dict__" in obj:
-        return {str(k): decode(v, arrays, make_tensor) for k, v in obj["__dict__"]}
-    if "__unsupported__" in obj:
-        return Unsupported(str(obj["__unsupported__"]))
-    if "__array__" in obj:
-        index = obj["__array__"]
-        if type(index) is not int or not 0 <= index < len(arrays):
-            raise WireError("array index out of range")
-        arr = np.lib.format.read_array(io.BytesIO(arrays[index]), allow_pickle=False)
-        if arr.dtype.hasobject or arr.dtype.fields is not None:
-            raise WireError(f"refused array of dtype {arr.dtype}")
-        kind = obj.get("kind")
-        if kind == "numpy_scalar":
-            return arr[()]
-        if kind == "torch":
-            if make_tensor is None:
-                return TensorData(arr, str(obj.get("dtype")), str(obj.get("device")),
-                                  bool(obj.get("requires_grad")))
-            return make_tensor(arr, obj)
-        if kind != "numpy":
-            raise WireError(f"unknown array kind {kind!r}")
-        return arr
-    raise WireError(f"unexpected JSON object with keys {sorted(obj)[:5]}")
+    fig = ax.figure
+    fig.canvas.draw()  # tick labels are final only after a draw
+    images = []
+    artists = list(ax.get_images()) + [c for c in ax.collections if type(c).__name__ == "QuadMesh"]
+    for artist in artists:
+        arr = np.ma.filled(np.ma.asarray(artist.get_array(), dtype=np.float64), np.nan)
+        if type(artist).__name__ == "QuadMesh":
+            coords = np.asarray(artist.get_coordinates(), dtype=np.float64)  # (rows + 1, cols + 1, 2)
+            arr = arr.reshape(coords.shape[0] - 1, coords.shape[1] - 1)
+            x_edges, y_edges = coords[0, :, 0], coords[:, 0, 1]
+        elif arr.ndim == 2:
+            left, right, bottom, top = (float(e) for e in artist.get_extent())
+            rows, cols = arr.shape
+            x_edges = np.linspace(left, right, cols + 1)
+            y_edges = np.linspace(top, bottom, rows + 1) if artist.origin == "upper" else \
+                np.linspace(bottom, top, rows + 1)
+        else:  # an RGB(A) picture: its pixels are not weights
+            images.append({"kind": type(artist).__name__, "array": arr, "rgb": True})
+            continue
+        images.append({
+            "kind": type(artist).__name__, "array": arr, "rgb": False,
+            "cmap": str(artist.get_cmap().name), "clim": [float(c) for c in artist.get_clim()],
+            "colorbar": getattr(artist, "colorbar", None) is not None,
+            "x_cells": _tick_cells(ax.get_xticks(), ax.get_xticklabels(), x_edges, ax.get_xlim()),
+            "y_cells": _tick_cells(ax.get_yticks(), ax.get_yticklabels(), y_edges, ax.get_ylim()),
+        })
+    return {"images": images, "title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+            "axes_in_figure": len(fig.axes)}
 
 
-class Unsupported:
-    """A returned value the wire cannot carry (an ndarray subclass, a custom object, ...)."""
-
-    def __init__(self, type_name):
-        self.type_name = type_name
-
-    def __repr__(self):
-        return f"<{self.type_name}>"
-
-
-class TensorData:
-    """A torch tensor as the judge receives it: its values as an ndarray plus its declared type."""
-
-    def __init__(self, array, dtype, device, requires_grad):
-        self.array, self.dtype, self.device, self.requires_grad = array, dtype, device, requires_grad
-
-    def __repr__(self):
-        return f"tensor(shape={self.array.shape}, dtype={self.dtype}, device={self.device})"
+def _tick_cells(positions, labels, edges, limits):
+    """[[label text, index of the cell the tick sits in (-1: none)], ...] for visible, non-empty labels."""
+    lo, hi = sorted(float(v) for v in limits)
+    cells = []
+    for pos, label in zip(positions, labels):
+        text, pos = label.get_text(), float(pos)
+        if not text or not lo - 1e-9 <= pos <= hi + 1e-9:
+            continue
+        index = -1
+        for i in range(len(edges) - 1):
+            a, b = sorted((float(edges[i]), float(edges[i + 1])))
+            if a <= pos < b:
+                index = i
+                break
+        cells.append([text, index])
+    return cells
 
 
-def send(fd, message, values=None):
-    """Send a JSON message; `values` (a dict) is encoded into message['values']."""
-    arrays = []
-    if values is not None:
-        message = dict(message, values=encode(values, arrays))
-    message["n_arrays"] = len(arrays)
-    write_frame(fd, json.dumps(message, allow_nan=True).encode())
-    for blob in arrays:
-        write_frame(fd, blob)
-
-
-def receive(fd, make_tensor=None):
-    """Read one message (all its frames together at most MAX_FRAME bytes); returns (message, values)."""
-    head = read_frame(fd)
-    budget = MAX_FRAME - len(head)
-    message = json.loads(head)
-    if type(message) is not dict:
-        raise WireError("a message must be a JSON object")
-    n = message.get("n_arrays", 0)
-    if type(n) is not int or not 0 <= n <= 10_000:
-        raise WireError("bad array count")
-    arrays = []
-    for _ in range(n):
-        arrays.append(read_frame(fd, budget))
-        budget -= len(arrays[-1])
-    values = decode(message["values"], arrays, make_tensor) if "values" in message else None
-    return message, values
-
-
-# ------------------------------------------------------------------------------ worker side
+# ======================================================================================== guards
 # Captured when this file loads, before any submission code runs: replacing sys.setprofile, os.write or
 # json.dumps later does not change what the worker uses.
-_SETPROFILE, _GETPROFILE = sys.setprofile, sys.getprofile
-_OS_WRITE, _JSON_DUMPS, _PACK = os.write, json.dumps, struct.pack
+_SETPROFILE = sys.setprofile
+_OS_WRITE, _PACK, _JSON_DUMPS = os.write, struct.pack, wire.json.dumps
 _STATE = {"armed": False, "no_spawn": False}
 
 _BLOCKED_SYMBOLS = ("PyEval_Set", "PyThreadState", "fork", "vfork", "clone", "exec", "system", "posix_spawn",
-                    "kill", "setrlimit", "prlimit")
+                    "kill", "setrlimit", "prlimit", "syscall", "ptrace")
 _SPAWN_EVENTS = ("os.fork", "os.forkpty", "os.system", "os.posix_spawn", "os.exec", "subprocess.Popen",
-                 "os.spawn", "pty.spawn", "socket.connect", "socket.bind")
+                 "os.spawn", "pty.spawn", "socket.connect", "socket.bind", "os.kill", "os.killpg",
+                 "signal.pthread_kill", "resource.setrlimit", "resource.prlimit")
 
 
 class ForbiddenCall(Exception):
@@ -203,17 +181,24 @@ def _audit(event, args):
     """Block what a submission never needs (defence in depth; the sandbox is the real wall)."""
     if _STATE["no_spawn"]:
         if event in _SPAWN_EVENTS:
-            raise RuntimeError(f"{event}: processes and sockets are blocked while grading")
+            raise RuntimeError(f"{event}: processes, signals, sockets and resource limits are off limits while grading")
         if event == "ctypes.dlsym" and len(args) > 1 and str(args[1]).startswith(_BLOCKED_SYMBOLS):
             raise RuntimeError(f"calling {args[1]} through ctypes is blocked while grading")
     if _STATE["armed"] and event in ("sys.setprofile", "sys.settrace"):
         raise RuntimeError(f"{event} is blocked while grading")
 
 
-def _make_profile(rules, res_fd):
+def _report_forbidden(res_fd, hits, hit):
+    if hit not in hits:
+        hits.append(hit)
+        payload = _JSON_DUMPS({"op": "forbidden_hit", "name": hit, "n_arrays": 0}).encode()
+        _OS_WRITE(res_fd, _PACK(">Q", len(payload)) + payload)
+    raise ForbiddenCall(f"{hit} is not allowed in this exercise")
+
+
+def _make_profile(rules, res_fd, hits):
     """A profile hook that recognises forbidden callables by their own module and qualified name (an alias
     or getattr cannot rename a function), reports the first hit to the judge at once, and raises."""
-    hits = []
 
     def key(frame, event, arg):
         if event == "c_call":
@@ -237,14 +222,45 @@ def _make_profile(rules, res_fd):
         module, qualname = k
         for prefix, name in rules:
             if name in qualname and (module == prefix or module.startswith(prefix + ".")):
-                hit = f"{module}.{qualname}"
-                if hit not in hits:
-                    hits.append(hit)
-                    payload = _JSON_DUMPS({"op": "forbidden_hit", "name": hit, "n_arrays": 0}).encode()
-                    _OS_WRITE(res_fd, _PACK(">Q", len(payload)) + payload)
-                raise ForbiddenCall(f"{hit} is not allowed in this exercise")
+                _report_forbidden(res_fd, hits, f"{module}.{qualname}")
 
-    return profile, hits
+    return profile
+
+
+def _operator_watch(rules, res_fd, hits, watch_allocations):
+    """A PyTorch dispatch mode: sees every operator that runs, however it was reached (an alias, getattr,
+    torch.ops, a compiled function), so a forbidden attention kernel is recognised by its operator name.
+    With watch_allocations it also records the largest tensor produced and the operator whose allocation
+    failed (a diagnostic only: the memory limit itself is the kernel's)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    names = tuple(name for prefix, name in rules if prefix == "torch" or prefix.startswith("torch."))
+
+    class Watch(TorchDispatchMode):
+        largest = (0, "", ())
+        failed = None
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            op = str(func)
+            for name in names:
+                if name in op:
+                    _report_forbidden(res_fd, hits, f"torch operator {op}")
+            if not watch_allocations:
+                return func(*args, **(kwargs or {}))
+            try:
+                out = func(*args, **(kwargs or {}))
+            except RuntimeError as exc:
+                if Watch.failed is None and "alloc" in str(exc):
+                    shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
+                    Watch.failed = f"{op} on inputs of shapes {shapes}"
+                raise
+            for t in (out if isinstance(out, (tuple, list)) else (out,)):
+                if isinstance(t, torch.Tensor) and t.numel() > Watch.largest[0]:
+                    Watch.largest = (t.numel(), op, tuple(t.shape))
+            return out
+
+    return Watch()
 
 
 class _DepProxy:
@@ -257,27 +273,31 @@ class _DepProxy:
 
     def __call__(self, *args, **kwargs):
         cmd_fd, res_fd = self.channel
-        send(res_fd, {"op": "dep_call", "name": self.name}, {"args": list(args), "kwargs": kwargs})
-        message, values = receive(cmd_fd, _make_tensor)
+        wire.send(res_fd, {"op": "dep_call", "name": self.name}, {"args": list(args), "kwargs": kwargs})
+        message, values = wire.receive(cmd_fd)
         if message.get("op") != "dep_result":
             raise RuntimeError(f"{self.name} (reference) failed: {message.get('message', '?')}")
+        # The reference drew from copies of the learner's generators: move the originals on just as far.
+        for gen, state in zip(generators((args, kwargs)), values.get("generators", [])):
+            gen.bit_generator.state = state
         return values["value"]
 
 
-def _make_tensor(arr, desc):
-    import torch
+def generators(value):
+    """Every numpy Generator inside value, in a fixed order (the judge and the worker walk alike)."""
+    import numpy as np
 
-    t = torch.from_numpy(arr.copy())
-    dtype = getattr(torch, str(desc.get("dtype", "")).replace("torch.", ""), None)
-    if isinstance(dtype, torch.dtype) and t.dtype != dtype:
-        t = t.to(dtype)
-    return t
+    if type(value) is np.random.Generator:
+        return [value]
+    if type(value) in (list, tuple):
+        return [g for v in value for g in generators(v)]
+    if isinstance(value, dict):
+        return [g for v in value.values() for g in generators(v)]
+    return []
 
 
 def _swap(deps, channel):
     """Replace each dependency, and every alias of it in the submission's modules, by a proxy."""
-    import importlib
-
     undo = []
     for dep in deps:
         mod_name, func_name = dep.rsplit(".", 1)
@@ -308,65 +328,106 @@ def _describe_exception(exc):
     return {"type": type(exc).__name__, "message": str(exc)[:2000], "where": where[:500]}
 
 
-def _serve(cmd_fd, res_fd):
-    import importlib
-    import threading
+# ======================================================================================== serving
+def _import_learner(module, name):
+    mod = importlib.import_module(f"attnlab.{module}")
+    if not hasattr(mod, name):
+        raise _Missing(f"attnlab.{module} has no {name!r}")
+    return getattr(mod, name)
 
+
+class _Missing(AttributeError):
+    pass
+
+
+def _reset_modules():
+    """Forget the submission's modules: the next exercise imports them afresh (no state carries over)."""
+    for name in [n for n in sys.modules if n == "attnlab" or n.startswith("attnlab.")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def _serve(cmd_fd, res_fd, config):
     channel = (cmd_fd, res_fd)
-    send(res_fd, {"op": "ready", "python": sys.version.split()[0]})
+    session = Session(_import_learner)
+    torch_profile = "torch" in profiles.get(config["profile"]).preload
+    budget = config.get("memory_budget_mb")
     while True:
         try:
-            message, values = receive(cmd_fd, _make_tensor)
+            message, values = wire.receive(cmd_fd, session.lookup)
         except EOFError:
             return
-        if message.get("op") == "exit":
+        op = message.get("op")
+        if op == "exit":
             return
-        if message.get("op") == "import":
+        if op == "reset":
+            session.reset()
+            _reset_modules()
+            gc.collect()
+            wire.send(res_fd, {"op": "reset_done"})
+            continue
+        if op == "import":
             try:
                 importlib.import_module(f"attnlab.{message['module']}")
             except BaseException as exc:  # SyntaxError, ImportError, SystemExit at import...
-                send(res_fd, dict(op="raised", phase="import", **_describe_exception(exc)))
+                wire.send(res_fd, dict(op="raised", phase="import", **_describe_exception(exc)))
             else:
-                send(res_fd, {"op": "imported"})
+                wire.send(res_fd, {"op": "imported"})
             continue
-        if message.get("op") != "call":
-            send(res_fd, {"op": "protocol_error", "message": f"unknown op {message.get('op')!r}"})
+        if op != "call":
+            wire.send(res_fd, {"op": "protocol_error", "message": f"unknown op {op!r}"})
             continue
-        module, function = message["module"], message["function"]
-        try:
-            mod = importlib.import_module(f"attnlab.{module}")
-        except BaseException as exc:  # SyntaxError, ImportError, SystemExit at import...
-            send(res_fd, dict(op="raised", phase="import", **_describe_exception(exc)))
-            continue
-        func = getattr(mod, function, None)
-        if not callable(func):
-            send(res_fd, {"op": "raised", "phase": "import", "type": "AttributeError",
-                          "message": f"attnlab.{module} has no function {function!r}", "where": ""})
-            continue
-        undo = _swap(message.get("deps", []), channel)
-        rules = tuple((str(p), str(n)) for p, n in message.get("forbidden", []))
-        profile, hits = _make_profile(rules, res_fd) if rules else (None, [])
-        tampered = []
-        try:
-            if profile is not None:
-                _SETPROFILE(profile)  # before arming: the audit hook refuses setprofile once armed
-                threading.setprofile(profile)
-            _STATE["armed"] = True
+        request = message["request"]
+        if request["kind"] in ("function", "new"):
             try:
-                result = func(*values["args"], **values["kwargs"])
-            finally:
-                _STATE["armed"] = False
+                importlib.import_module(f"attnlab.{request['module']}")
+            except BaseException as exc:
+                wire.send(res_fd, dict(op="raised", phase="import", **_describe_exception(exc)))
+                continue
+        rules = tuple((str(p), str(n)) for p, n in message.get("forbidden", []))
+        hits, diagnostics = [], {}
+        undo = _swap(message.get("deps", []), channel)
+        watch = None
+        try:
+            if torch_profile and (rules or budget):
+                watch = _operator_watch(rules, res_fd, hits, watch_allocations=bool(budget))
+            profile = _make_profile(rules, res_fd, hits) if rules else None
+            try:
                 if profile is not None:
-                    if _GETPROFILE() is not profile:
-                        tampered.append("the forbidden-call detector was switched off")
-                    _SETPROFILE(None)
-                    threading.setprofile(None)
-        except BaseException as exc:  # SystemExit and KeyboardInterrupt included
-            reply = dict(op="raised", phase="call", **_describe_exception(exc))
-            reply["forbidden"] = list(hits) + tampered
-            send(res_fd, reply)
+                    _SETPROFILE(profile)  # before arming: the audit hook refuses setprofile once armed
+                    threading.setprofile(profile)
+                if watch is not None:
+                    watch.__enter__()
+                _STATE["armed"] = True
+                try:
+                    result = session.run(request, values["args"], values["kwargs"])
+                finally:
+                    _STATE["armed"] = False
+                    if watch is not None:
+                        watch.__exit__(None, None, None)
+                    if profile is not None:
+                        _SETPROFILE(None)
+                        threading.setprofile(None)
+            finally:
+                if watch is not None:
+                    if type(watch).failed:
+                        diagnostics["allocation_failed_in"] = type(watch).failed
+                    if type(watch).largest[0]:
+                        diagnostics["largest_tensor"] = [type(watch).largest[1], list(type(watch).largest[2])]
+        except _Missing as exc:
+            wire.send(res_fd, {"op": "raised", "phase": "import", "type": "AttributeError",
+                               "message": str(exc), "where": ""})
+        except BaseException as exc:  # the learner's exception, reported as data
+            info = _describe_exception(exc)
+            wire.send(res_fd, dict(op="raised", phase="call", forbidden=list(hits), diagnostics=diagnostics, **info))
         else:
-            send(res_fd, {"op": "result", "forbidden": list(hits) + tampered}, {"value": result})
+            try:
+                wire.send(res_fd, {"op": "result", "forbidden": list(hits), "diagnostics": diagnostics},
+                          {"value": result}, on_object=session.describe)
+            except Exception as exc:  # e.g. an Axes whose drawing raises, a value nested too deep
+                info = _describe_exception(exc)
+                info["message"] = f"the returned value could not be sent back: {info['message']}"
+                wire.send(res_fd, dict(op="raised", phase="call", forbidden=list(hits), **info))
         finally:
             for obj, attr, val in reversed(undo):
                 if val is None:
@@ -387,14 +448,11 @@ class _Unavailable:
         return None
 
 
-UNAVAILABLE_REASON = "not available when grading NumPy exercises"
-
-
 def main():
-    config = json.loads(sys.argv[1])
+    config = wire.json.loads(sys.argv[1])
     # The judge runs us with `python -I -S`: no site, no PYTHONPATH, no user site. Build sys.path
     # ourselves: the submission first, then the interpreter's own library and the site-packages that
-    # hold numpy and torch (never the folder that installed the instructor's attnlab).
+    # hold numpy and torch (never the folder that installed the instructor's attnlab, nor our own).
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [config["submission"]] + [p for p in sys.path if p and os.path.abspath(p) != here]
     sys.path += [p for p in config.get("site", []) if p not in sys.path]
@@ -403,16 +461,21 @@ def main():
     os.set_inheritable(cmd_fd, False)
     os.set_inheritable(res_fd, False)
     sys.addaudithook(_audit)
-    if config.get("unavailable"):
-        sys.meta_path.insert(0, _Unavailable(config["unavailable"], UNAVAILABLE_REASON))
+    profile = profiles.get(config["profile"])
+    if profile.unavailable:
+        sys.meta_path.insert(0, _Unavailable(profile.unavailable, profile.unavailable_reason))
     try:
-        import numpy  # noqa: F401  (import outside the submission's time, so its cost is not theirs)
-        import threading  # noqa: F401
+        profiles.use_font_cache(config.get("mpl_cache"), config["mpl_config_dir"])
+        info = profiles.prepare(profile.name)  # imports before the submission's clock starts
+        if config.get("memory_budget_mb"):
+            info["memory_limit"] = profiles.arm_memory(config["memory_budget_mb"])
     except BaseException as exc:
-        send(res_fd, {"op": "fatal", "message": f"numpy is not importable in the sandbox: {exc}"})
+        wire.send(res_fd, {"op": "fatal", "message": f"profile {profile.name!r} could not be prepared: "
+                                                     f"{type(exc).__name__}: {exc}"})
         return 3
-    _STATE["no_spawn"] = True  # from here on submission code runs: no processes, no sockets
-    _serve(cmd_fd, res_fd)
+    _STATE["no_spawn"] = True  # from here on submission code runs: no processes, signals, sockets, limits
+    wire.send(res_fd, {"op": "ready", "python": sys.version.split()[0], "info": info})
+    _serve(cmd_fd, res_fd, config)
     return 0
 
 

@@ -146,8 +146,9 @@ def _memorised_table(seed):
             np.save(buf, np.asarray(expected), allow_pickle=False)
             table[self.last_key] = base64.b64encode(buf.getvalue()).decode()
 
-    def caller(ex, args, kwargs):
-        return exercise.reference(*args, **kwargs)
+    from autograde.backends import InProcessBackend
+
+    caller = InProcessBackend({SOFTMAX: exercise.reference})
 
     for case in exercise.cases:
         try:
