@@ -6,6 +6,8 @@ from autograde.runner import InProcessBackend, grade_with_backend
 
 EXERCISES = registry.all_exercises()
 MUTANTS = [(ex, m) for ex in EXERCISES for m in ex.mutants]
+ALTERNATIVES = [(ex, a) for ex in EXERCISES for a in ex.alternatives]
+FAIRNESS_SEEDS = range(40)
 
 
 def _grade(exercise, func):
@@ -34,6 +36,16 @@ def test_mutant_loses_points_and_is_named(exercise, mutant):
     assert any(mutant.hint in m for m in messages), f"no message names {mutant.name!r}: {messages}"
     for m in messages:  # the house format: `<function>: <what> [case]; expected X, got Y. Hint: ...`
         assert m.startswith(exercise.id + ":"), m
+
+
+@pytest.mark.parametrize("exercise,alternative", ALTERNATIVES, ids=[f"{e.id}:{a.name}" for e, a in ALTERNATIVES])
+def test_correct_code_written_another_way_passes_at_every_seed(exercise, alternative):
+    """Fairness: a correct implementation that is not ours (log-sum-exp instead of max-shift, einsum instead
+    of matmul, F.scaled_dot_product_attention inside a cache...) scores full marks whatever the seed."""
+    for seed in FAIRNESS_SEEDS:
+        report = grade_with_backend(InProcessBackend({exercise.id: alternative.func}), [exercise.id], seed=seed)
+        failing = [t["message"] for t in report["exercises"][0]["tests"] if not t["passed"] and not t.get("skipped")]
+        assert not failing, f"seed {seed}: {failing[:1]}"
 
 
 def test_unscaled_attention_gets_the_scale_hint():
