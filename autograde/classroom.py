@@ -168,6 +168,15 @@ def check_cell_source(exercise, rng_seed=0):
     """The autograded test cell of one exercise: visible literal checks, then the hidden grader call."""
     import numpy as np
 
+    fid = exercise.id
+    hidden = ["### BEGIN HIDDEN TESTS", "from autograde.classroom import hidden_score", f'hidden_score("{fid}")',
+              "### END HIDDEN TESTS"]
+    if exercise.demo is None:  # a class, a random or a plotting exercise: no literal example to show
+        return "\n".join([
+            f"# Autograded: {fid} ({exercise.points:g} point{'' if exercise.points == 1 else 's'})",
+            "# Its tests (a class driven step by step, random draws or a plot) run when your work is graded.",
+            f"from attnlab.{exercise.module} import {exercise.function}  # it must at least import",
+        ] + hidden)
     args, kwargs = exercise.demo(np.random.default_rng(rng_seed))
     with np.errstate(all="ignore"):
         want = exercise.reference(*args, **kwargs)
@@ -177,7 +186,6 @@ def check_cell_source(exercise, rng_seed=0):
         call = f"{exercise.function}(\n        " + ",\n        ".join(call_args) + ",\n    )"
     else:
         call = f"{exercise.function}({', '.join(call_args)})"
-    fid = exercise.id
     lines = [
         f"# Autograded: {fid} ({exercise.points:g} point{'' if exercise.points == 1 else 's'})",
         "# Visible check: your function on a small example, compared with known values.",
@@ -214,13 +222,7 @@ def check_cell_source(exercise, rng_seed=0):
             f"assert {cmp}, (",
             f'    f"{fid}: wrong values on the example.\\nexpected:\\n{{_want}}\\ngot:\\n{{np.asarray(_got)}}")',
         ]
-    lines += [
-        f'print("{fid}: visible check passed")',
-        "### BEGIN HIDDEN TESTS",
-        "from autograde.classroom import hidden_score",
-        f'hidden_score("{fid}")',
-        "### END HIDDEN TESTS",
-    ]
+    lines += [f'print("{fid}: visible check passed")'] + hidden
     return "\n".join(lines)
 
 

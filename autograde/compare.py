@@ -151,7 +151,8 @@ def _compare_values(g, e, dtype_name, rtol, atol):
         ev, gv = format_pair(e[idx], g[idx])
         raise Mismatch(f"infinite values differ; first at index {idx}: expected {ev}, got {gv}", "values")
     finite = both & np.isfinite(e)
-    abs_err = np.where(finite, np.abs(g - e), 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        abs_err = np.where(finite, np.abs(g - e), 0.0)
     allowed = atol + rtol * np.abs(np.where(finite, e, 0.0))
     if (abs_err > allowed).any():
         worst = np.unravel_index(int(np.argmax(abs_err - allowed)), abs_err.shape)

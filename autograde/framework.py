@@ -64,6 +64,7 @@ class Case:
     memory_budget_mb: int = None  # runs in a fresh worker whose address space is limited to this much more
     memory_hint: str = ""       # what running out of that budget means
     diagnose: bool = True       # replay the mutants on a failure (off for cases too big to replay)
+    heavy: bool = False         # seconds to run: the test suite runs it at one seed, not at every seed
 
 
 @dataclass
@@ -100,12 +101,14 @@ class Exercise:
     def judge_needs_torch(self):
         return self.uses_torch or profiles.get(self.profile).torch
 
-    def case(self, name, intent, weight=1.0, device=None, memory_budget_mb=None, memory_hint="", diagnose=True):
+    def case(self, name, intent, weight=1.0, device=None, memory_budget_mb=None, memory_hint="", diagnose=True,
+             heavy=False):
         """Decorator: register a case function."""
         def register(run):
             if any(c.name == name for c in self.cases):
                 raise ValueError(f"{self.id}: duplicate case name {name!r}")
-            self.cases.append(Case(name, intent, run, weight, device, memory_budget_mb, memory_hint, diagnose))
+            self.cases.append(Case(name, intent, run, weight, device, memory_budget_mb, memory_hint, diagnose,
+                                   heavy))
             return run
         return register
 
@@ -237,15 +240,15 @@ class Context:
         """A trusted helper object made in the worker (see worker.MAKERS), e.g. an Axes to draw into."""
         return self._request({"kind": "make", "name": name}, args, kwargs)
 
-    def raises(self, exc_type_name, *args, **kwargs):
+    def raises(self, exc_type_name, *args, hint=None, **kwargs):
         """Require that the learner's function raises `exc_type_name` for these arguments."""
         try:
             got = self.call(*args, **kwargs)
         except LearnerRaised as exc:
             if exc.info.get("type") == exc_type_name:
                 return
-            self.fail(f"expected {exc_type_name}, got {exc.info.get('type')}: {exc.info.get('message')}")
-        self.fail(f"expected {exc_type_name} to be raised, got a return value ({describe_type(got)})")
+            self.fail(f"expected {exc_type_name}, got {exc.info.get('type')}: {exc.info.get('message')}", hint)
+        self.fail(f"expected {exc_type_name} to be raised, got a return value ({describe_type(got)})", hint)
 
     def memory_limit(self):
         """The address-space limit (bytes) the current memory-budget case runs under, confirmed from outside."""

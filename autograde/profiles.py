@@ -83,6 +83,7 @@ def prepare(name):
         torch.baddbmm(a, a, a).exp().amax(-1).sum()
         torch.logsumexp(a @ a.transpose(-1, -2), -1)
         torch.where(a > 0, a, torch.zeros(())).float().half().to(torch.bfloat16).float()
+        _warm_dispatch_mode(torch, a)
         info["torch"] = torch.__version__
         if profile.gpu:
             info["cuda"] = _cuda_facts(torch)
@@ -100,6 +101,21 @@ def prepare(name):
         plt.close("all")
         info["matplotlib"] = matplotlib.__version__
     return info
+
+
+def _warm_dispatch_mode(torch, a):
+    """The worker watches PyTorch calls with a TorchFunctionMode; its first use imports and builds things,
+    which must happen now, not under a case's memory budget."""
+    from torch.overrides import TorchFunctionMode
+
+    class Warm(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            getattr(func, "__qualname__", None)
+            return func(*args, **(kwargs or {}))
+
+    with Warm():
+        (a @ a).exp().amax(-1).sum()
+        torch.maximum(a, a).masked_fill(a > 0, float("-inf"))
 
 
 def _cuda_facts(torch):

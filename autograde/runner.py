@@ -77,7 +77,7 @@ def grade_exercise(exercise, backend, seed=0):
                 _run_case(case, ctx, backend)
                 tests.append(_test(case, True, ""))
             except CaseSkipped as skip:
-                tests.append(_test(case, None, f"skipped: {skip}"))
+                tests.append(_test(case, None, str(skip)))
             except CaseFailed as failure:
                 tests.append(_test(case, False, str(failure)))
             except LearnerRaised as exc:
@@ -85,7 +85,7 @@ def grade_exercise(exercise, backend, seed=0):
             except WorkerGone as exc:
                 if case.memory_budget_mb and not exc.timed_out:  # its own fresh worker: only this case is lost
                     backend.abandon()
-                    tests.append(_test(case, False, _memory_message(exercise, case, exc.reason, {})))
+                    tests.append(_test(case, False, _memory_message(exercise, case, exc.reason)))
                     continue
                 status, reason = _exercise_outcome(exercise, backend, exc)
             except Exception as exc:
@@ -141,20 +141,15 @@ def _exercise_outcome(exercise, backend, exc):
 
 
 def _raised_message(exercise, case, ctx, info):
-    if case.memory_budget_mb and any(w in f"{info.get('type')}: {info.get('message')}" for w in MEMORY_WORDS):
-        return _memory_message(exercise, case, f"{info['type']}: {info['message']}", info.get("diagnostics") or {})
     where = f" at {info['where']}" if info.get("where") else ""
+    if case.memory_budget_mb and any(w in f"{info.get('type')}: {info.get('message')}" for w in MEMORY_WORDS):
+        return _memory_message(exercise, case, f"{info['type']}: {info['message']}", where)
     return (f"{exercise.id}: {case.intent} [{case.name}]; raised {info['type']}: {info['message']}{where}."
             + hint_suffix(ctx.diagnose()))
 
 
-def _memory_message(exercise, case, what, diagnostics):
-    detail = f"ran out of its {case.memory_budget_mb} MiB memory budget ({_first_line(what)})"
-    if diagnostics.get("allocation_failed_in"):
-        detail += f"; the allocation that failed: {diagnostics['allocation_failed_in']}"
-    elif diagnostics.get("largest_tensor"):
-        op, shape = diagnostics["largest_tensor"]
-        detail += f"; the largest tensor it made: {tuple(shape)} in {op}"
+def _memory_message(exercise, case, what, where=""):
+    detail = f"ran out of its {case.memory_budget_mb} MiB memory budget ({_first_line(what)}){where}"
     return f"{exercise.id}: {case.intent} [{case.name}]; {detail}." + hint_suffix(case.memory_hint)
 
 

@@ -11,7 +11,7 @@ Four parts, top to bottom:
   class, so both are typed and answered alike.
 * `axes_data`: what a returned matplotlib Axes shows, as data (images, tick labels by cell, colour bars).
 * guards around one request: dependency proxies, the forbidden-call detectors (a profile hook on Python
-  callables, a dispatch mode on PyTorch operators), the audit hook, allocation diagnostics.
+  callables, a TorchFunctionMode on PyTorch's API), the audit hook.
 * `serve` and `main`: the message loop, and the start-up (paths, profile, memory limit) before any
   submission code runs.
 """
@@ -227,38 +227,21 @@ def _make_profile(rules, res_fd, hits):
     return profile
 
 
-def _operator_watch(rules, res_fd, hits, watch_allocations):
-    """A PyTorch dispatch mode: sees every operator that runs, however it was reached (an alias, getattr,
-    torch.ops, a compiled function), so a forbidden attention kernel is recognised by its operator name.
-    With watch_allocations it also records the largest tensor produced and the operator whose allocation
-    failed (a diagnostic only: the memory limit itself is the kernel's)."""
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
+def _function_watch(rules, res_fd, hits):
+    """A TorchFunctionMode: sees every PyTorch API call by the function's own name, however it was reached
+    (an alias, getattr, torch.ops.aten.<op>, torch._C._nn, nn.MultiheadAttention's forward), at little cost,
+    so a forbidden attention function is recognised when called."""
+    from torch.overrides import TorchFunctionMode
 
     names = tuple(name for prefix, name in rules if prefix == "torch" or prefix.startswith("torch."))
 
-    class Watch(TorchDispatchMode):
-        largest = (0, "", ())
-        failed = None
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            op = str(func)
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            label = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or str(func)
             for name in names:
-                if name in op:
-                    _report_forbidden(res_fd, hits, f"torch operator {op}")
-            if not watch_allocations:
-                return func(*args, **(kwargs or {}))
-            try:
-                out = func(*args, **(kwargs or {}))
-            except RuntimeError as exc:
-                if Watch.failed is None and "alloc" in str(exc):
-                    shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
-                    Watch.failed = f"{op} on inputs of shapes {shapes}"
-                raise
-            for t in (out if isinstance(out, (tuple, list)) else (out,)):
-                if isinstance(t, torch.Tensor) and t.numel() > Watch.largest[0]:
-                    Watch.largest = (t.numel(), op, tuple(t.shape))
-            return out
+                if name in label:
+                    _report_forbidden(res_fd, hits, f"torch function {label.rsplit('.', 1)[-1]}")
+            return func(*args, **(kwargs or {}))
 
     return Watch()
 
@@ -319,6 +302,13 @@ def _swap(deps, channel):
 
 
 def _describe_exception(exc):
+    try:
+        return _describe(exc)
+    except Exception:  # e.g. MemoryError while formatting under a memory budget
+        return {"type": type(exc).__name__, "message": str(exc)[:300], "where": ""}
+
+
+def _describe(exc):
     frames = traceback.extract_tb(exc.__traceback__)
     mine = [f for f in frames if "/attnlab/" in f.filename.replace(os.sep, "/")]
     where = ""
@@ -351,7 +341,6 @@ def _serve(cmd_fd, res_fd, config):
     channel = (cmd_fd, res_fd)
     session = Session(_import_learner)
     torch_profile = "torch" in profiles.get(config["profile"]).preload
-    budget = config.get("memory_budget_mb")
     while True:
         try:
             message, values = wire.receive(cmd_fd, session.lookup)
@@ -385,44 +374,24 @@ def _serve(cmd_fd, res_fd, config):
                 wire.send(res_fd, dict(op="raised", phase="import", **_describe_exception(exc)))
                 continue
         rules = tuple((str(p), str(n)) for p, n in message.get("forbidden", []))
-        hits, diagnostics = [], {}
+        hits = []
         undo = _swap(message.get("deps", []), channel)
         watch = None
         try:
-            if torch_profile and (rules or budget):
-                watch = _operator_watch(rules, res_fd, hits, watch_allocations=bool(budget))
+            if torch_profile and rules:
+                watch = _function_watch(rules, res_fd, hits)
             profile = _make_profile(rules, res_fd, hits) if rules else None
-            try:
-                if profile is not None:
-                    _SETPROFILE(profile)  # before arming: the audit hook refuses setprofile once armed
-                    threading.setprofile(profile)
-                if watch is not None:
-                    watch.__enter__()
-                _STATE["armed"] = True
-                try:
-                    result = session.run(request, values["args"], values["kwargs"])
-                finally:
-                    _STATE["armed"] = False
-                    if watch is not None:
-                        watch.__exit__(None, None, None)
-                    if profile is not None:
-                        _SETPROFILE(None)
-                        threading.setprofile(None)
-            finally:
-                if watch is not None:
-                    if type(watch).failed:
-                        diagnostics["allocation_failed_in"] = type(watch).failed
-                    if type(watch).largest[0]:
-                        diagnostics["largest_tensor"] = [type(watch).largest[1], list(type(watch).largest[2])]
+            result = _guarded_run(session, request, values, profile, watch)
         except _Missing as exc:
             wire.send(res_fd, {"op": "raised", "phase": "import", "type": "AttributeError",
                                "message": str(exc), "where": ""})
         except BaseException as exc:  # the learner's exception, reported as data
+            _STATE["reserve"] = None  # under a memory budget: room to describe what happened
             info = _describe_exception(exc)
-            wire.send(res_fd, dict(op="raised", phase="call", forbidden=list(hits), diagnostics=diagnostics, **info))
+            wire.send(res_fd, dict(op="raised", phase="call", forbidden=list(hits), **info))
         else:
             try:
-                wire.send(res_fd, {"op": "result", "forbidden": list(hits), "diagnostics": diagnostics},
+                wire.send(res_fd, {"op": "result", "forbidden": list(hits)},
                           {"value": result}, on_object=session.describe)
             except Exception as exc:  # e.g. an Axes whose drawing raises, a value nested too deep
                 info = _describe_exception(exc)
@@ -434,6 +403,25 @@ def _serve(cmd_fd, res_fd, config):
                     delattr(obj, attr)
                 else:
                     setattr(obj, attr, val)
+
+
+def _guarded_run(session, request, values, profile, watch):
+    """Run one request with the forbidden-call detectors on and setprofile/settrace refused."""
+    if profile is not None:
+        _SETPROFILE(profile)  # before arming: the audit hook refuses setprofile once armed
+        threading.setprofile(profile)
+    if watch is not None:
+        watch.__enter__()
+    _STATE["armed"] = True
+    try:
+        return session.run(request, values["args"], values["kwargs"])
+    finally:
+        _STATE["armed"] = False
+        if watch is not None:
+            watch.__exit__(None, None, None)
+        if profile is not None:
+            _SETPROFILE(None)
+            threading.setprofile(None)
 
 
 class _Unavailable:
@@ -468,6 +456,7 @@ def main():
         profiles.use_font_cache(config.get("mpl_cache"), config["mpl_config_dir"])
         info = profiles.prepare(profile.name)  # imports before the submission's clock starts
         if config.get("memory_budget_mb"):
+            _STATE["reserve"] = bytearray(8 << 20)  # released when the learner's code raises, to report it
             info["memory_limit"] = profiles.arm_memory(config["memory_budget_mb"])
     except BaseException as exc:
         wire.send(res_fd, {"op": "fatal", "message": f"profile {profile.name!r} could not be prepared: "
