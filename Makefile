@@ -1,6 +1,8 @@
 # Two commands (see README):  make lab   |   make test
 PYTHON ?= python3
 VENV   ?= .venv
+# No GPU? `make lab TORCH_INDEX=https://download.pytorch.org/whl/cpu` installs PyTorch's CPU-only build.
+TORCH_INDEX ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
@@ -11,7 +13,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements/constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements/constraints.txt \
+	  $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e ".[test]"
 	@touch $@
 
 # bubblewrap gives the grader its sandbox (mount, PID and network namespaces). Optional: without it
