@@ -30,6 +30,12 @@ from .wire import Handle
 __all__ = ["Exercise", "Case", "Mutant", "Context", "Remote", "case_rng", "hint_suffix", "DTYPE_HINT"]
 
 
+def sentence(text):
+    """text ending in one full stop (no '..' when it already ends with punctuation)."""
+    text = str(text).rstrip()
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
 def hint_suffix(hint):
     """' Hint: <hint>.' (no doubled punctuation), or '' without a hint."""
     if not hint:
@@ -200,9 +206,13 @@ def _snapshot(value):
 class Context:
     """What a case sees: a seeded rng, ways to reach the learner's code, and assertions."""
 
-    def __init__(self, exercise, case, rng, backend):
+    def __init__(self, exercise, case, rng, backend, diagnosis_budget=None):
         self.exercise, self.case, self.rng, self._backend = exercise, case, rng, backend
         self.log = []
+        # mutant replays this exercise may still spend (shared by its cases): a submission that fails
+        # everything must not cost the judge the whole catalogue on every case. A count, not seconds, so
+        # the report stays the same on a fast and a loaded machine.
+        self.diagnosis_budget = diagnosis_budget if diagnosis_budget is not None else {"replays": 60}
 
     # -- reaching the learner's code ---------------------------------------------------------
     def _request(self, request, args, kwargs):
@@ -256,7 +266,7 @@ class Context:
 
     # -- stating expectations -----------------------------------------------------------------
     def fail(self, detail, hint=None):
-        msg = f"{self.exercise.id}: {self.case.intent} [{self.case.name}]; {detail}."
+        msg = sentence(f"{self.exercise.id}: {self.case.intent} [{self.case.name}]; {detail}")
         hint = hint or self.diagnose()
         raise CaseFailed(msg + hint_suffix(hint))
 
@@ -290,6 +300,9 @@ class Context:
             return None
         found = []
         for mutant in self.exercise.mutants:
+            if self.diagnosis_budget["replays"] <= 0:
+                break
+            self.diagnosis_budget["replays"] -= 1
             try:
                 if replay(self.exercise, mutant.func, self.log) and mutant.hint not in found:
                     found.append(mutant.hint)

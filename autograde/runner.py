@@ -17,10 +17,11 @@ from . import registry
 from .backends import InProcessBackend, SandboxBackend  # noqa: F401  (InProcessBackend: re-exported)
 from .errors import (CaseFailed, CaseSkipped, ForbiddenUsed, ImportFailed, LearnerRaised, NotImplementedYet,
                      SandboxError, UsageError, WorkerGone)
-from .framework import Context, case_rng, hint_suffix
+from .framework import Context, case_rng, hint_suffix, sentence
 from .sandbox import Limits, dropped_guarantees, host_cuda
 
 STATUSES = ("passed", "failed", "error", "timeout", "not_implemented", "forbidden")
+DIAGNOSIS_REPLAYS = 60  # mutant replays per exercise on failures (bounded judge time, deterministic)
 MEMORY_WORDS = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "Unable to allocate",
                 "out of memory")
 
@@ -71,8 +72,9 @@ def grade_exercise(exercise, backend, seed=0):
         cases_left = cases
     else:
         cases_left = []
+        diagnosis_budget = {"replays": DIAGNOSIS_REPLAYS}
         for i, case in enumerate(cases):
-            ctx = Context(exercise, case, case_rng(seed, exercise.id, case.name), backend)
+            ctx = Context(exercise, case, case_rng(seed, exercise.id, case.name), backend, diagnosis_budget)
             try:
                 _run_case(case, ctx, backend)
                 tests.append(_test(case, True, ""))
@@ -96,7 +98,7 @@ def grade_exercise(exercise, backend, seed=0):
                 cases_left = cases[i:]
                 break
     for rest in cases_left:
-        tests.append(_test(rest, False, f"{exercise.id}: {reason}."))
+        tests.append(_test(rest, False, sentence(f"{exercise.id}: {reason}")))
     counted = [(c, t) for c, t in zip(cases, tests) if t.get("skipped") is None]
     weight = sum(c.weight for c, _ in counted)
     earned = sum(c.weight for c, t in counted if t["passed"])
@@ -144,13 +146,13 @@ def _raised_message(exercise, case, ctx, info):
     where = f" at {info['where']}" if info.get("where") else ""
     if case.memory_budget_mb and any(w in f"{info.get('type')}: {info.get('message')}" for w in MEMORY_WORDS):
         return _memory_message(exercise, case, f"{info['type']}: {info['message']}", where)
-    return (f"{exercise.id}: {case.intent} [{case.name}]; raised {info['type']}: {info['message']}{where}."
+    return (sentence(f"{exercise.id}: {case.intent} [{case.name}]; raised {info['type']}: {info['message']}{where}")
             + hint_suffix(ctx.diagnose()))
 
 
 def _memory_message(exercise, case, what, where=""):
     detail = f"ran out of its {case.memory_budget_mb} MiB memory budget ({_first_line(what)}){where}"
-    return f"{exercise.id}: {case.intent} [{case.name}]; {detail}." + hint_suffix(case.memory_hint)
+    return sentence(f"{exercise.id}: {case.intent} [{case.name}]; {detail}") + hint_suffix(case.memory_hint)
 
 
 def _first_line(text):
