@@ -32,7 +32,13 @@ def is_tensor(value):
     return torch is not None and isinstance(value, torch.Tensor)
 
 
+def _unwrap(value):
+    """The Handle behind a case's Remote wrapper (or the value itself)."""
+    return value.__wire_handle__ if getattr(type(value), "__wire_handle__", False) is None else value
+
+
 def describe_type(value):
+    value = _unwrap(value)
     if isinstance(value, AxesData):
         return "a matplotlib Axes"
     if isinstance(value, Handle):
@@ -111,6 +117,7 @@ def compare_arrays(got, expected, dtype=None, rtol=None, atol=None):
     """Raise Mismatch unless `got` is an ndarray equal to `expected` within the dtype's tolerance."""
     expected = np.asarray(expected)
     want_dtype = np.dtype(dtype) if dtype is not None else expected.dtype
+    got = _unwrap(got)
     if type(got) is not np.ndarray:
         if isinstance(got, Handle) and ("ndarray" in got.type_name.lower() or "Masked" in got.type_name):
             raise Mismatch(f"expected a plain numpy.ndarray, got {got.type_name} (a subclass or wrapper)", "type")
@@ -199,10 +206,13 @@ def same_output(a, b, handles=None, rtol=1e-6, atol=1e-8):
 
 def pair_handles(a, b, handles):
     """Record, in `handles`, the learner's handle ids against the mistake's at the same places in two
-    outputs. Returns False when the two outputs are not shaped alike."""
+    outputs. Returns False when the two outputs are not shaped alike, or name as the same object two
+    objects already paired otherwise."""
     if isinstance(a, Handle) or isinstance(b, Handle):
         if not (isinstance(a, Handle) and isinstance(b, Handle)):
             return False
+        if a.id in handles:  # an object both already hold must be the same one on both sides
+            return handles[a.id] == b.id
         handles[a.id] = b.id
         return True
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):

@@ -183,6 +183,7 @@ class _Entry:
     kwargs: dict
     outcome: str = "pending"   # value | raised
     value: object = None       # what came back (wire data: arrays, tensors, Handles) or the exception info
+    handles: dict = None       # a replay's ending: the learner's handle ids -> the replayed objects' ids
 
 
 def _snapshot(value):
@@ -294,17 +295,28 @@ class Context:
 
     # -- diagnosis ------------------------------------------------------------------------------
     def diagnose(self):
-        """Hints of every mutant that, replaying this case's whole log, ends where the learner's code
-        ended (same output, or same exception and message); joined, or None."""
+        """Hints of every mutant that, replaying this case's whole log, ends where the learner's code ended
+        (same output, or same exception and message) and not where the reference ends (a mistake that
+        changes nothing on this case cannot be the one); joined, or None."""
         if not self.log or not self.case.diagnose or self.log[-1].outcome == "pending":
             return None
+        if self.diagnosis_budget["replays"] <= 0:
+            return None
+        self.diagnosis_budget["replays"] -= 1
+        try:
+            reference = replay(self.exercise, self.exercise.reference, self.log)
+        except Exception:
+            reference = None
         found = []
         for mutant in self.exercise.mutants:
             if self.diagnosis_budget["replays"] <= 0:
                 break
             self.diagnosis_budget["replays"] -= 1
             try:
-                if replay(self.exercise, mutant.func, self.log) and mutant.hint not in found:
+                ending = replay(self.exercise, mutant.func, self.log)
+                if (ending is not None and _same_ending(self.log[-1], ending)
+                        and not (reference is not None and _same_ending(reference, ending))
+                        and mutant.hint not in found):
                     found.append(mutant.hint)
             except Exception:
                 continue
@@ -312,17 +324,20 @@ class Context:
 
 
 def replay(exercise, implementation, log):
-    """True when `implementation` (a mutant), given the same requests, ends as the log ends. Objects it
-    creates are matched to the learner's by position; each request's inputs are fresh copies."""
+    """Drive `implementation` (a mutant, or the reference) through the same requests as the log. Returns
+    its ending as an `_Entry` (the last request's outcome; `.handles` maps the learner's handle ids to the
+    replay's), or None when it parted from the log before the end (raised where the learner did not, or
+    the reverse, or returned other objects). Objects it creates are matched to the learner's by position;
+    each request's inputs are fresh copies."""
     from .backends import InProcessBackend
 
     backend = InProcessBackend({exercise.id: implementation})
-    handles = {}  # learner's handle id -> the mutant's
+    handles = {}  # learner's handle id -> the implementation's
 
     def translate(value):
         if isinstance(value, Handle):
             if value.id not in handles:
-                raise LookupError("an object the mutant never made")
+                raise LookupError("an object the implementation never made")
             return Handle(handles[value.id], value.type_name)
         if isinstance(value, (list, tuple)):
             return type(value)(translate(v) for v in value)
@@ -336,25 +351,38 @@ def replay(exercise, implementation, log):
             request = dict(entry.request)
             if "handle" in request:
                 if request["handle"] not in handles:
-                    return False
+                    return None
                 request["handle"] = handles[request["handle"]]
             try:
                 got = backend.execute(request, translate(entry.args), translate(entry.kwargs))
             except LearnerRaised as exc:
-                if not last:
-                    return False
-                return entry.outcome == "raised" and _same_exception(entry.value, exc.info)
+                if last:
+                    return _Entry(request, (), {}, "raised", exc.info, dict(handles))
+                if entry.outcome != "raised":
+                    return None
+                continue
             except NotImplementedYet:
-                return False
-            if entry.outcome != "value":
-                return False
-            if not pair_handles(entry.value, got, handles):
-                return False
+                return None
             if last:
-                return same_output(entry.value, got, handles)
-        return False
+                return _Entry(request, (), {}, "value", got, dict(handles))
+            if entry.outcome != "value" or not pair_handles(entry.value, got, handles):
+                return None
+        return None
     finally:
         backend.close()
+
+
+def _same_ending(a, b):
+    """Do two endings agree? Each is the learner's last log entry (`handles` None) or a replay's ending."""
+    if a.outcome != b.outcome:
+        return False
+    if a.outcome == "raised":
+        return _same_exception(a.value, b.value)
+    if a.handles is None:  # the learner's ids against the replay's
+        handles = dict(b.handles)
+    else:  # two replays: pair their objects through the learner's ids
+        handles = {a.handles[k]: b.handles[k] for k in a.handles if k in b.handles}
+    return pair_handles(a.value, b.value, handles) and same_output(a.value, b.value, handles)
 
 
 def _same_exception(a, b):

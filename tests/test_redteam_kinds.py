@@ -73,10 +73,11 @@ STUDENTS = {
         _honest = tiled_attention
 
         def tiled_attention(q, k, v, *args, **kwargs):
+            import ctypes
             import resource
             for attempt in (lambda: resource.setrlimit(resource.RLIMIT_AS, (-1, -1)),
-                            lambda: __import__("ctypes").CDLL(None).setrlimit,
-                            lambda: __import__("ctypes").CDLL(None).syscall):
+                            lambda: ctypes.CDLL(None).setrlimit,
+                            lambda: ctypes.CDLL(None).syscall):
                 try:
                     attempt()
                 except Exception:

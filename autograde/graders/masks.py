@@ -5,6 +5,10 @@ from ..framework import Exercise
 from ..references import masks as ref
 
 BOOL_HINT = "return a boolean array (dtype bool): True = may attend"
+VALIDATE_HINT = "raise ValueError for lengths outside [0, max_len]"
+FLOAT_MASK_HINT = ("return a boolean mask (dtype bool), not float 0/1: np.where(mask, scores, -np.inf) and ~mask "
+                   "need booleans (~ on floats raises, and scores * mask or scores + mask do not mask); a comparison "
+                   "such as {example} is already boolean")
 
 causal_mask = Exercise("masks.causal_mask", points=1, reference=ref.causal_mask,
                        demo=lambda rng: ((3, 5), {}))
@@ -53,6 +57,12 @@ def _(L, S=None):
     return ref.causal_mask(L, S).astype(np.int64)
 
 
+@causal_mask.mutant("float 0/1 mask", FLOAT_MASK_HINT.format(example="`key_pos <= query_pos + (S - L)`"))
+def _(L, S=None):
+    S = L if S is None else S
+    return np.tril(np.ones((L, S)), k=S - L)  # float64 ones and zeros
+
+
 padding_mask = Exercise("masks.padding_mask", points=1, reference=ref.padding_mask,
                         demo=lambda rng: ((np.array([2, 4, 0]), 4), {}))
 
@@ -71,30 +81,44 @@ def _(t):
 
 @padding_mask.case("length > max_len", "a length above max_len raises ValueError")
 def _(t):
-    t.raises("ValueError", np.array([2, 8]), 5)
+    t.raises("ValueError", np.array([2, 8]), 5, hint=VALIDATE_HINT)
 
 
 @padding_mask.case("negative length", "a negative length raises ValueError")
 def _(t):
-    t.raises("ValueError", np.array([-1, 3]), 5)
+    t.raises("ValueError", np.array([-1, 3]), 5, hint=VALIDATE_HINT)
+
+
+def _validated(lengths, max_len):
+    """The lengths as an array, checked as the exercise asks: each mutant below makes one mistake only."""
+    lengths = np.asarray(lengths)
+    if np.any(lengths < 0) or np.any(lengths > max_len):
+        raise ValueError("lengths out of range")
+    return lengths
 
 
 @padding_mask.mutant("off by one", "positions j < length are valid (0-based): use <, not <=")
 def _(lengths, max_len):
-    return np.arange(max_len)[None, :] <= np.asarray(lengths)[:, None]
+    return np.arange(max_len)[None, :] <= _validated(lengths, max_len)[:, None]
 
 
 @padding_mask.mutant("marks padding", "True marks the valid positions (may attend), not the padding")
 def _(lengths, max_len):
-    return np.arange(max_len)[None, :] >= np.asarray(lengths)[:, None]
+    return np.arange(max_len)[None, :] >= _validated(lengths, max_len)[:, None]
 
 
 @padding_mask.mutant("(max_len, B) layout", "the mask is (B, max_len): one row per sequence")
 def _(lengths, max_len):
-    return (np.arange(max_len)[None, :] < np.asarray(lengths)[:, None]).T
+    return (np.arange(max_len)[None, :] < _validated(lengths, max_len)[:, None]).T
 
 
-@padding_mask.mutant("no validation", "raise ValueError for lengths outside [0, max_len]")
+@padding_mask.mutant("float 0/1 mask", FLOAT_MASK_HINT.format(example="`np.arange(max_len)[None, :] < "
+                                                                     "lengths[:, None]`"))
+def _(lengths, max_len):
+    return ref.padding_mask(lengths, max_len).astype(float)  # float64 ones and zeros
+
+
+@padding_mask.mutant("no validation", VALIDATE_HINT)
 def _(lengths, max_len):
     return np.arange(max_len)[None, :] < np.asarray(lengths)[:, None]
 

@@ -1,14 +1,21 @@
-"""Grader for attnlab.scoring (notebook 01): dot, scaled dot, general and additive alignment scores."""
+"""Grader for attnlab.scoring (notebook 01): dot, scaled dot, general and additive alignment scores.
+
+Oracle: our float64 einsum references (cross-checked against torch in tests/test_references.py), rounded once.
+Scores exponentiate nothing, so the table's tolerance applies: correct float32 code written four ways
+(matmul, einsum, tensordot, broadcast-and-sum) used at most 7% of it over seeds 0..39.
+"""
 import numpy as np
 
 from ..framework import DTYPE_HINT, Exercise
 from ..references import scoring as ref
+from .inputs import B, D, H, L, S, normal
 
 TRANSPOSE_HINT = "transpose only the last two axes of k (np.swapaxes(k, -1, -2)); k.T reverses every axis"
 
 
-def _qk(rng, lead=(2, 3), L=5, S=7, D=4, dtype=np.float64):
-    return (rng.standard_normal(lead + (L, D)).astype(dtype), rng.standard_normal(lead + (S, D)).astype(dtype))
+def _qk(rng, lead=(B, H), L=L, S=S, D=D, dtype="float64"):
+    """Queries (*lead, L, D) and keys (*lead, S, D), every dimension distinct by default."""
+    return normal(rng, lead + (L, D), dtype), normal(rng, lead + (S, D), dtype)
 
 
 # ----------------------------------------------------------------------------------- dot_scores
@@ -38,7 +45,7 @@ def _(t):
 
 @dot_scores.case("float32", "float32 queries and keys give float32 scores")
 def _(t):
-    q, k = _qk(t.rng, dtype=np.float32)
+    q, k = _qk(t.rng, dtype="float32")
     t.expect(t.call(q, k), ref.dot_scores(q, k))
 
 
@@ -55,6 +62,17 @@ def _(q, k):
 @dot_scores.mutant("scaled", "dot_scores is unscaled: the 1/sqrt(D) belongs in scaled_dot_scores")
 def _(q, k):
     return ref.dot_scores(q, k) / np.sqrt(q.shape[-1]).astype(q.dtype)
+
+
+@dot_scores.alternative("einsum")
+def _(q, k):
+    return np.einsum("...ld,...sd->...ls", q, k)
+
+
+@dot_scores.alternative("broadcast multiply, then sum over D")
+def _(q, k):
+    q, k = np.asarray(q), np.asarray(k)
+    return (q[..., :, None, :] * k[..., None, :, :]).sum(axis=-1)  # (..., L, S, D) -> (..., L, S)
 
 
 # ----------------------------------------------------------------------------- scaled_dot_scores
@@ -90,7 +108,7 @@ def _(t):
 
 @scaled_dot_scores.case("float32", "float32 inputs give float32 scores (a numpy float64 scale must not upcast)")
 def _(t):
-    q, k = _qk(t.rng, dtype=np.float32)
+    q, k = _qk(t.rng, dtype="float32")
     t.expect(t.call(q, k), ref.scaled_dot_scores(q, k))
 
 
@@ -129,17 +147,28 @@ def _(q, k, scale=None):
     return ref.dot_scores(q, k) * (1.0 / np.sqrt(q.shape[-1]) if scale is None else np.float64(scale))
 
 
+@scaled_dot_scores.alternative("scale the queries first, then einsum")
+def _(q, k, scale=None):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return np.einsum("...ld,...sd->...ls", q * scale, k)
+
+
+@scaled_dot_scores.alternative("matmul, then divide by sqrt(D) in the input dtype")
+def _(q, k, scale=None):
+    scores = q @ np.swapaxes(k, -1, -2)
+    if scale is None:
+        return scores / np.sqrt(q.dtype.type(q.shape[-1]))
+    return scores * q.dtype.type(scale)
+
+
 # --------------------------------------------------------------------------------- general_scores
 general_scores = Exercise("scoring.general_scores", points=1, reference=ref.general_scores,
                           demo=lambda rng: ((np.array([[1.0, 2.0]]), np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]),
                                              np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 2.0]])), {}))
 
 
-def _general_inputs(rng, lead=(2, 3), L=5, S=7, D_q=4, D_k=3, dtype=np.float64):
-    q = rng.standard_normal(lead + (L, D_q)).astype(dtype)
-    k = rng.standard_normal(lead + (S, D_k)).astype(dtype)
-    W = rng.standard_normal((D_q, D_k)).astype(dtype)
-    return q, k, W
+def _general_inputs(rng, lead=(B, H), L=L, S=S, D_q=4, D_k=3, dtype="float64"):
+    return normal(rng, lead + (L, D_q), dtype), normal(rng, lead + (S, D_k), dtype), normal(rng, (D_q, D_k), dtype)
 
 
 @general_scores.case("D_q=4, D_k=3, (2, 3, 5) x (2, 3, 7)", "q W k^T with query and key widths that differ")
@@ -156,7 +185,7 @@ def _(t):
 
 @general_scores.case("float32", "float32 inputs give float32 scores")
 def _(t):
-    q, k, W = _general_inputs(t.rng, lead=(), dtype=np.float32)
+    q, k, W = _general_inputs(t.rng, lead=(), dtype="float32")
     t.expect(t.call(q, k, W), ref.general_scores(q, k, W))
 
 
@@ -170,6 +199,18 @@ def _(q, k, W):
     return np.matmul(np.matmul(q, W.T), np.swapaxes(k, -1, -2))
 
 
+@general_scores.alternative("tensordot for W, then einsum")
+def _(q, k, W):
+    qW = np.tensordot(q, W, axes=([-1], [0]))  # (..., L, D_k)
+    return np.einsum("...lb,...sb->...ls", qW, k)
+
+
+@general_scores.alternative("k W^T first, then q (k W^T)^T")
+def _(q, k, W):
+    kW = k @ W.T  # (..., S, D_q)
+    return q @ np.swapaxes(kW, -1, -2)
+
+
 # -------------------------------------------------------------------------------- additive_scores
 additive_scores = Exercise("scoring.additive_scores", points=2, reference=ref.additive_scores,
                            demo=lambda rng: ((np.array([[1.0, 0.0]]), np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]]),
@@ -178,13 +219,9 @@ additive_scores = Exercise("scoring.additive_scores", points=2, reference=ref.ad
                                               np.array([1.0, -2.0])), {}))
 
 
-def _additive_inputs(rng, lead=(2, 3), L=5, S=7, D_q=4, D_k=3, A=6, dtype=np.float64):
-    q = rng.standard_normal(lead + (L, D_q)).astype(dtype)
-    k = rng.standard_normal(lead + (S, D_k)).astype(dtype)
-    W_q = rng.standard_normal((D_q, A)).astype(dtype)
-    W_k = rng.standard_normal((D_k, A)).astype(dtype)
-    w_v = rng.standard_normal((A,)).astype(dtype)
-    return q, k, W_q, W_k, w_v
+def _additive_inputs(rng, lead=(B, H), L=L, S=S, D_q=4, D_k=3, A=6, dtype="float64"):
+    shapes = (lead + (L, D_q), lead + (S, D_k), (D_q, A), (D_k, A), (A,))  # q, k, W_q, W_k, w_v
+    return tuple(normal(rng, shape, dtype) for shape in shapes)
 
 
 @additive_scores.case("D_q=4, D_k=3, A=6, (2, 3, 5) x (2, 3, 7)", "w_v . tanh(q W_q + k W_k) for every query-key pair")
@@ -201,7 +238,7 @@ def _(t):
 
 @additive_scores.case("float32", "float32 inputs give float32 scores")
 def _(t):
-    args = _additive_inputs(t.rng, lead=(3,), dtype=np.float32)
+    args = _additive_inputs(t.rng, lead=(3,), dtype="float32")
     t.expect(t.call(*args), ref.additive_scores(*args))
 
 
@@ -220,6 +257,20 @@ def _(q, k, W_q, W_k, w_v):
 @additive_scores.mutant("(S, L) layout", "scores are (..., L, S): queries index the rows, keys the columns")
 def _(q, k, W_q, W_k, w_v):
     return np.swapaxes(ref.additive_scores(q, k, W_q, W_k, w_v), -1, -2)
+
+
+@additive_scores.alternative("tensordot projections, einsum with w_v")
+def _(q, k, W_q, W_k, w_v):
+    qp = np.tensordot(q, W_q, axes=([-1], [0]))  # (..., L, A)
+    kp = np.tensordot(k, W_k, axes=([-1], [0]))  # (..., S, A)
+    return np.einsum("...lsa,a->...ls", np.tanh(qp[..., :, None, :] + kp[..., None, :, :]), w_v)
+
+
+@additive_scores.alternative("a loop over keys")
+def _(q, k, W_q, W_k, w_v):
+    qp, kp = q @ W_q, k @ W_k
+    cols = [np.tanh(qp + kp[..., j:j + 1, :]) @ w_v for j in range(k.shape[-2])]  # each (..., L)
+    return np.stack(cols, axis=-1)
 
 
 EXERCISES = [dot_scores, scaled_dot_scores, general_scores, additive_scores]
