@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import registry
 from .sandbox import remove_stale_copies
-from .runner import STATUSES, UsageError, check_timeout, grade_submission, owned_package
+from .runner import STATUSES, UsageError, check_timeout, grade_submission, owned_package, prepare_judge
 
 GRADER_DIR = Path(__file__).resolve().parent
 
@@ -119,9 +119,11 @@ def grade_batch(submissions, out, workers=1, timeout=None, seed=None, exercise_i
     check_timeout(timeout)  # before any student is graded
     if seed is None:
         seed = int(os.environ.get("ATTNLAB_GRADE_SEED", "0"))
-    ids = [e.id for e in registry.select(exercise_ids)]
+    selected = registry.select(exercise_ids)
+    ids = [e.id for e in selected]
+    prepare_judge(selected)  # before the grading threads start (see runner.prepare_judge)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".tmp-*"):  # left by a killed run: never a result
+    for stale in [*out.glob(".tmp-*"), *out.glob(".timings/.tmp-*")]:  # left by a killed run: never a result
         stale.unlink(missing_ok=True)
     remove_stale_copies()
     out_resolved = out.resolve()

@@ -115,7 +115,8 @@ def _dispatch(args):
         from . import registry
 
         for ex in registry.all_exercises():
-            print(f"{ex.id:45s} {ex.points:g} points  {len(ex.cases)} cases  {len(ex.mutants)} mutants")
+            print(f"{ex.id:40s} {ex.profile:10s} {ex.kind:8s} {ex.points:g} points  {len(ex.cases):2d} cases  "
+                  f"{len(ex.mutants):2d} mutants  {len(ex.alternatives)} alternatives")
         return 0
     if args.command == "check":
         from .report import progress_table

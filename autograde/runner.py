@@ -9,6 +9,7 @@ reference, and in dependency order so that nothing an exercise learns while grad
 graded earlier.
 """
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +86,7 @@ def grade_exercise(exercise, backend, seed=0):
             except LearnerRaised as exc:
                 tests.append(_test(case, False, _raised_message(exercise, case, ctx, exc.info)))
             except WorkerGone as exc:
-                if case.memory_budget_mb and not exc.timed_out:  # its own fresh worker: only this case is lost
-                    backend.abandon()
+                if case.memory_budget_mb and not exc.timed_out:  # its own fresh worker (end_case killed it):
                     tests.append(_test(case, False, _memory_message(exercise, case, exc.reason)))
                     continue
                 status, reason = _exercise_outcome(exercise, backend, exc)
@@ -168,10 +168,23 @@ def _test(case, passed, message):
     return entry
 
 
+def prepare_judge(exercises):
+    """Import what the judge's oracles and mutant replays need, before any submission's clock runs (and,
+    in grade-batch, before its grading threads start: two threads importing torch at once can hit a
+    CPython 3.11 bug, "AST constructor recursion depth mismatch")."""
+    if any(e.judge_needs_torch for e in exercises):
+        import torch  # noqa: F401
+    if any(e.profile == "matplotlib" for e in exercises):
+        import matplotlib
+
+        if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+            matplotlib.use("Agg")  # a terminal: replays never open windows (a Jupyter kernel keeps its own)
+        import matplotlib.pyplot  # noqa: F401
+
+
 def grade_with_backend(backend, exercise_ids=None, seed=0, submission="", extra=None):
     exercises = registry.select(exercise_ids)
-    if any(e.judge_needs_torch for e in exercises):
-        import torch  # noqa: F401  (the oracle's import, seconds, before any submission's clock runs)
+    prepare_judge(exercises)
     results = {}
     try:
         for exercise in registry.dependency_order(exercises):

@@ -15,7 +15,17 @@ the judge's process cannot be tampered with by the submission; it flags
 The graded module and every ``attnlab`` module it imports (transitively) are read.
 """
 import ast
+import threading
 from pathlib import Path
+
+# ast.parse is not safe in concurrent threads on CPython 3.11 ("AST constructor recursion depth mismatch"),
+# and grade-batch grades submissions in threads.
+_PARSE_LOCK = threading.Lock()
+
+
+def _parse(text, filename="<unknown>"):
+    with _PARSE_LOCK:
+        return ast.parse(text, filename)
 
 DYNAMIC = ("eval", "exec", "compile", "__import__")
 
@@ -59,7 +69,7 @@ def _root(node):
 def scan_source(text, filename, names):
     """Findings ('file:line: what') in one module's source."""
     try:
-        tree = ast.parse(text, filename)
+        tree = _parse(text, filename)
     except SyntaxError:
         return []  # it will fail to import, and be graded as such
     torch_names = set()
@@ -132,7 +142,7 @@ def scan_package(package_dir, module, names):
         text = path.read_text(errors="replace")
         findings += scan_source(text, path.name, names)
         try:
-            todo += sorted(_imports(ast.parse(text), mod))
+            todo += sorted(_imports(_parse(text), mod))
         except SyntaxError:
             pass
     return findings

@@ -38,14 +38,18 @@ class Session:
     def __init__(self, resolve):
         self.resolve = resolve  # (module, name) -> the learner's function or class
         self.objects, self._ids, self._next = {}, {}, 0
+        plt = sys.modules.get("matplotlib.pyplot")
+        self._figures_before = set(plt.get_fignums()) if plt is not None else set()
 
     def reset(self):
-        """Forget every object (a new exercise starts from nothing) and close open figures."""
+        """Forget every object (a new exercise starts from nothing) and close the figures opened since the
+        session began (in a learner's Jupyter kernel, where the judge replays mutants, theirs stay open)."""
         self.objects.clear()
         self._ids.clear()
         plt = sys.modules.get("matplotlib.pyplot")
         if plt is not None:
-            plt.close("all")
+            for number in set(plt.get_fignums()) - self._figures_before:
+                plt.close(number)
 
     def hold(self, obj):
         """The handle id of obj, registering it if it is new (the same object always gets the same id)."""

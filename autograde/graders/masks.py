@@ -123,4 +123,36 @@ def _(lengths, max_len):
     return np.arange(max_len)[None, :] < np.asarray(lengths)[:, None]
 
 
+@causal_mask.alternative("np.tri with an offset")
+def _(L, S=None):
+    S = L if S is None else S
+    return np.tri(L, S, k=S - L, dtype=bool)
+
+
+@causal_mask.alternative("loops over queries and keys")
+def _(L, S=None):
+    S = L if S is None else S
+    out = np.zeros((L, S), dtype=bool)
+    for i in range(L):
+        for j in range(S):
+            out[i, j] = j - (S - L) <= i
+    return out
+
+
+@padding_mask.alternative("a row per sequence, validated first")
+def _(lengths, max_len):
+    lengths = [int(n) for n in np.asarray(lengths)]
+    if any(n < 0 or n > max_len for n in lengths):
+        raise ValueError("a length is outside [0, max_len]")
+    return np.array([[j < n for j in range(max_len)] for n in lengths], dtype=bool).reshape(len(lengths), max_len)
+
+
+@padding_mask.alternative("np.less.outer")
+def _(lengths, max_len):
+    lengths = np.asarray(lengths)
+    if lengths.size and (lengths.min() < 0 or lengths.max() > max_len):
+        raise ValueError(f"lengths must lie in [0, {max_len}]")
+    return np.greater.outer(lengths, np.arange(max_len))
+
+
 EXERCISES = [causal_mask, padding_mask]
