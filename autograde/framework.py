@@ -25,7 +25,7 @@ import numpy as np
 from . import profiles
 from .compare import DTYPE_HINT, Mismatch, compare, describe_type, dtype_hint, pair_handles, same_output
 from .errors import CaseFailed, LearnerRaised, NotImplementedYet
-from .wire import Handle
+from .wire import AxesData, Handle
 
 __all__ = ["Exercise", "Case", "Mutant", "Context", "Remote", "case_rng", "hint_suffix", "DTYPE_HINT"]
 
@@ -228,7 +228,7 @@ class Context:
         return self._wrap(got)
 
     def _wrap(self, value):
-        if isinstance(value, Handle) and not hasattr(value, "data"):
+        if isinstance(value, Handle) and not isinstance(value, AxesData):  # an Axes comes back as data
             return Remote(value, self)
         if isinstance(value, (list, tuple)):
             return type(value)(self._wrap(v) for v in value)
