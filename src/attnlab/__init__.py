@@ -7,4 +7,4 @@ Shape legend (used everywhere): B batch, H heads, L query length, S key/value le
 D query/key width, D_v value width. Boolean masks mean *may attend*: True keeps a position.
 """
 
-__all__ = ["softmax", "scoring", "attention", "masks", "multihead", "transformer", "flash", "interpret", "frontiers"]
+__all__ = ["softmax", "scoring", "attention", "masks", "seq2seq", "multihead", "transformer", "flash", "interpret", "frontiers", "positions"]
