@@ -16,7 +16,7 @@
 #
 # Attention compares every query with every key by content alone: nothing in
 # $\mathrm{softmax}(QK^\top/\sqrt{D})\,V$ says which token came first. This notebook shows what that
-# costs, builds the four position schemes used by today's models, and trains small models to see which
+# costs, builds four position schemes found in published models, and trains small models to see which
 # of them still work on sequences longer than any seen in training.
 #
 # **You will learn**
@@ -26,7 +26,7 @@
 # - relative positions: Shaw et al.'s clipped relative embeddings and T5's log-spaced buckets;
 # - ALiBi, a fixed distance penalty on the scores;
 # - RoPE, a rotation of queries and keys whose dot product sees only the offset $m - n$;
-# - which schemes extrapolate past the training length, measured on a trained model.
+# - which schemes extrapolate past the training length, measured on one synthetic task.
 #
 # **You will build** (in `src/attnlab/positions.py`, NumPy only): `sinusoidal_positional_encoding`,
 # `relative_position_bucket`, `alibi_slopes`, `alibi_bias` and `apply_rope`.
@@ -105,14 +105,15 @@ for ax, out, words in zip(axes, (out1, out2), (first, second)):
     im = ax.imshow(out, cmap="RdBu_r", vmin=-limit, vmax=limit)
     ax.set(title=f"outputs for '{' '.join(words)}'", xlabel="output feature", ylabel="token",
            yticks=range(3), yticklabels=words)
-fig.colorbar(im, ax=axes, shrink=0.8)
+fig.colorbar(im, ax=axes, shrink=0.8, label="output value")
 plt.show()
 
 # %% [markdown]
-# The rows are the same three vectors in another order. Attention is **permutation-equivariant** over
-# its tokens: permute the inputs and the outputs are permuted the same way (with keys and values moving
-# together, as notebook 01 showed, each output is *invariant*). Anything pooled from the outputs, a
-# mean or a sum, is then invariant: the two sentences become one bag of words.
+# The rows are the same three vectors in another order. Self-attention is **permutation-equivariant**
+# over its tokens: permute the inputs and the outputs are permuted the same way. (Notebook 01 showed the
+# other half: hold the queries fixed and permute only the key-value pairs, and each output is
+# *invariant*.) Anything pooled from the outputs, a mean or a sum, is then invariant: the two sentences
+# become one bag of words.
 #
 # A causal mask breaks the symmetry, because token $i$ sees $i + 1$ tokens: decoders can infer
 # positions from the mask itself (Haviv et al. 2022 train language models with no position encoding at
@@ -127,12 +128,12 @@ plt.show()
 # pooled summary is identical. Position information, added to the embeddings or injected into the
 # scores, breaks that symmetry so that order can change the result.
 #
-# - Equivariant, not invariant: each token's output survives the shuffle; only a pooled vector is
-#   invariant (the cell above checks both).
+# - Equivariant, not invariant: each token's output moves with the token, unchanged; only a pooled
+#   vector is invariant (the cell above checks both).
 # - RNNs and convolutions get order from their structure; attention has none, hence the encodings
 #   Vaswani et al. (2017) add to the input embeddings.
-# - A causal mask already leaks order: decoders without encodings still learn positions (Haviv et al.
-#   2022); encoders cannot.
+# - A causal mask already leaks order: causal language models without encodings still learn positions
+#   (Haviv et al. 2022); a bidirectional encoder without them cannot.
 # - Measured in section 8: without positions, a causal decoder does far worse on a recency task.
 # - Where positions enter, and which schemes extrapolate: theory-44 and theory-45 below.
 
@@ -161,7 +162,9 @@ plt.show()
 # $$\mathrm{PE}[\text{pos}, 2i] = \sin(\text{pos}\,\omega_i), \qquad \mathrm{PE}[\text{pos}, 2i+1] = \cos(\text{pos}\,\omega_i)$$
 #
 # The table is `(L, E)`; it is **added** to the token embeddings `(B, L, E)` before the first layer,
-# broadcasting over the batch. Wavelengths run from $2\pi$ to $2\pi \cdot \text{base}$.
+# broadcasting over the batch. Wavelengths $2\pi/\omega_i$ grow geometrically from $2\pi$ (pair 0) to
+# $2\pi \cdot \text{base}^{(E-2)/E}$, just short of $2\pi \cdot \text{base}$ (the paper rounds it to
+# "$10000 \cdot 2\pi$").
 #
 # **Implement `sinusoidal_positional_encoding(L, E, base=10000.0)`** in `src/attnlab/positions.py`:
 # sines in the even columns, cosines in the odd ones, a `ValueError` for odd E.
@@ -175,7 +178,7 @@ print("pe", pe.shape, pe.dtype, "| row 0 (sin 0, cos 0, ...):", pe[0, :4])
 fig, ax = plt.subplots(figsize=(7, 3.2))
 im = ax.imshow(pe, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1)
 ax.set(xlabel="feature (even: sin, odd: cos)", ylabel="position", title="sinusoidal encodings, L = 50, E = 16")
-fig.colorbar(im)
+fig.colorbar(im, label="PE[position, feature]")
 plt.show()
 
 # %% tags=["check"]
@@ -213,7 +216,7 @@ axes[0].imshow(M_k, cmap="RdBu_r", vmin=-1, vmax=1)
 axes[0].set(title=f"M_k for k = {k}: one rotation per pair", xlabel="output feature", ylabel="input feature")
 im = axes[1].imshow(gram, cmap="viridis")
 axes[1].set(title="PE[p] . PE[q]: constant along diagonals", xlabel="position q", ylabel="position p")
-fig.colorbar(im, ax=axes[1])
+fig.colorbar(im, ax=axes[1], label="PE[p] . PE[q]")
 fig.tight_layout()
 plt.show()
 
@@ -225,17 +228,19 @@ plt.show()
 #
 # ## 3. Learned absolute positions
 #
-# BERT (Devlin et al. 2019) and GPT-2 (Radford et al. 2019) replace the formula with a trained table
-# `(max_len, E)`, one row per position, added like the sinusoids. Vaswani et al. (2017) found the two
-# "nearly identical" in translation quality. The table has two limits, both visible in one backward
-# pass: a row gets a gradient only if its position occurs in training, and a position past `max_len`
-# has no row at all.
+# Replace the formula with a trained table `(max_len, E)`, one row per position, added like the
+# sinusoids. Gehring et al. (2017) used such a table in their convolutional sequence-to-sequence model;
+# BERT (Devlin et al. 2019) and GPT-2 (Radford et al. 2019) use one too. Vaswani et al. (2017) tried it
+# and got nearly the same translation quality as the sinusoids (their Table 3, row E); they kept the
+# sinusoids because they *might* extrapolate to longer sequences, which section 8 puts to the test.
+# The table has two limits, both shown below: a row gets a gradient only if its position occurs in
+# training (one backward pass shows it), and a position past `max_len` has no row at all.
 
 # %%
 torch.manual_seed(0)
 max_len, E_demo, L_seen = 96, 16, 32
 table = torch.nn.Embedding(max_len, E_demo)  # learned positions, rows 0..95
-tokens = torch.randn(4, L_seen, E_demo)  # a batch of token embeddings of length 32
+tokens = torch.randn(4, L_seen, E_demo)  # (B, L, E): stand-in token embeddings
 loss = ((tokens + table(torch.arange(L_seen))).sum(-1) ** 2).mean()  # any loss
 loss.backward()
 row_grad = table.weight.grad.norm(dim=1).numpy()  # (max_len,)
@@ -257,22 +262,23 @@ plt.show()
 # ## 4. Relative positions: Shaw et al. and T5
 #
 # Absolute schemes give position $p$ a vector; **relative** schemes give the *pair* $(i, j)$ something
-# that depends only on the offset $j - i$, applied inside the attention scores. A pattern learned at one
-# place ("look two tokens back") then holds at every place.
+# that depends only on the offset $j - i$, applied inside attention. A pattern learned at one place
+# ("look two tokens back") then holds at every place.
 #
-# **Shaw et al. (2018)** learn $2k + 1$ vectors $w_{-k} \dots w_k$ of width D per layer and add one to each
-# key before the dot product, clipping offsets beyond $\pm k$:
+# **Shaw et al. (2018)** learn $2c + 1$ vectors $w_{-c} \dots w_c$ of width D per layer (shared by its
+# heads) and add one to each key before the dot product, clipping offsets beyond $\pm c$ (the paper calls
+# the clipping distance $k$; we write $c$ to keep $k_j$ for keys):
 #
-# $$e_{ij} = \frac{q_i \cdot \big(k_j + w_{\mathrm{clip}(j - i,\,-k,\,k)}\big)}{\sqrt{D}}$$
+# $$e_{ij} = \frac{q_i \cdot \big(k_j + w_{\mathrm{clip}(j - i,\,-c,\,c)}\big)}{\sqrt{D}}$$
 #
 # (they add a second set to the values too). The gathered embeddings form an `(L, S, D)` tensor.
-# They found little change in translation quality for clipping distances from 2 up.
+# On their English-German translation task, quality barely changed for clipping distances from 2 up.
 
 # %%
 L_demo, S_demo, D_demo, clip = 12, 12, 4, 3
 offsets = np.arange(S_demo)[None, :] - np.arange(L_demo)[:, None]  # (L, S): key - query
-index = np.clip(offsets, -clip, clip) + clip  # (L, S) in [0, 2k]: which learned vector each pair uses
-w_rel = rng.standard_normal((2 * clip + 1, D_demo))  # the 2k + 1 learned vectors (random here)
+index = np.clip(offsets, -clip, clip) + clip  # (L, S) in [0, 2c]: which learned vector each pair uses
+w_rel = rng.standard_normal((2 * clip + 1, D_demo))  # (2c + 1, D): learned in a real model, random here
 q, k_ = rng.standard_normal((L_demo, D_demo)), rng.standard_normal((S_demo, D_demo))
 scores = (q @ k_.T + np.einsum("ld,lsd->ls", q, w_rel[index])) / np.sqrt(D_demo)  # (L, S)
 print("relative embeddings gathered:", w_rel[index].shape, "-> scores", scores.shape)
@@ -280,7 +286,7 @@ print("relative embeddings gathered:", w_rel[index].shape, "-> scores", scores.s
 fig, ax = plt.subplots(figsize=(4.4, 3.6))
 im = ax.imshow(index - clip, cmap="coolwarm")
 ax.set(title=f"clip(j - i, -{clip}, {clip})", xlabel="key position j", ylabel="query position i")
-fig.colorbar(im)
+fig.colorbar(im, label="clipped offset (which w)")
 plt.show()
 
 # %% [markdown]
@@ -292,7 +298,8 @@ plt.show()
 # the past. The biases `(num_buckets, H)` are shared by all layers.
 #
 # With $N$ buckets per side ($N = 16$ by default when bidirectional, 32 when causal), $m = N/2$ exact
-# buckets and distance $n = |j - i|$:
+# buckets and distance $n = |j - i|$ (in a causal decoder $n = \max(i - j, 0)$: future keys share
+# bucket 0, and the mask hides them anyway):
 #
 # $$\text{bucket}(n) = \begin{cases} n & n < m \\ \min\!\Big(m + \Big\lfloor \dfrac{\log(n/m)}{\log(\text{max\_distance}/m)}\,(N - m) \Big\rfloor,\ N - 1\Big) & n \ge m\end{cases}$$
 #
@@ -329,13 +336,22 @@ axes[0].legend(fontsize=8)
 grid = np.arange(48)[None, :] - np.arange(48)[:, None]
 im = axes[1].imshow(relative_position_bucket(grid), cmap="viridis")
 axes[1].set(xlabel="key position j", ylabel="query position i", title="bucket of each (i, j), L = S = 48")
-fig.colorbar(im, ax=axes[1])
+fig.colorbar(im, ax=axes[1], label="bucket (bidirectional)")
 fig.tight_layout()
 plt.show()
 
+past = -np.arange(200)  # keys 0..199 positions before the query
+for name, kwargs in (("encoder (bidirectional)", {}), ("decoder (causal)", {"bidirectional": False})):
+    b = relative_position_bucket(past, **kwargs)
+    print(f"{name:24s} distances 7, 8, 9 -> buckets {b[[7, 8, 9]]}; 100, 110 -> {b[[100, 110]]}; "
+          f"last bucket ({b.max()}) from distance {np.argmax(b == b.max())} on")
+
 # %% [markdown]
-# Bucket boundaries widen with distance: offsets 8 and 9 are told apart, 100 and 110 are not. One layer
-# cannot tell offsets past 128 apart, though stacked layers can combine shorter hops.
+# Bucket boundaries widen with distance, and how soon depends on the mode: an encoder has only 8 exact
+# buckets a side, so distances 8 and 9 already share one, while a decoder's 16 exact buckets tell them
+# apart; both merge 100 and 110. The last bucket starts before `max_distance` (printed above), so one
+# layer cannot tell far offsets apart; Raffel et al. (2020) note that later layers can still build up
+# sensitivity to longer offsets by combining local information.
 #
 # ## 5. ALiBi: a distance penalty with no parameters
 #
@@ -346,9 +362,10 @@ plt.show()
 #
 # Bias `(H, L, S)`, broadcast over the batch. The slopes form a geometric sequence
 # $m_h = 2^{-8h/H}$, $h = 1 \dots H$ ($\tfrac12, \tfrac14, \dots, \tfrac1{256}$ for 8 heads): steep heads look
-# only nearby, shallow heads far. For a head count that is not a power of two, the paper takes the
-# slopes of the largest power of two $P < H$ and adds every other slope of $2P$ heads (for 6 heads:
-# $\tfrac14, \tfrac1{16}, \tfrac1{64}, \tfrac1{256}$, then $\tfrac12, \tfrac18$).
+# only nearby, shallow heads far. The paper trains only power-of-two head counts; for other counts the
+# authors' released code takes the slopes of the largest power of two $P < H$ and appends every other
+# slope of $2P$ heads (for 6 heads: $\tfrac14, \tfrac1{16}, \tfrac1{64}, \tfrac1{256}$, then
+# $\tfrac12, \tfrac18$), and checkpoints such as BLOOM's follow that code.
 #
 # **Implement `alibi_slopes(num_heads)`**, then **`alibi_bias(num_heads, L, S)`** with query $i$ at
 # position $i + S - L$ (end-aligned, so a decoding step with L = 1 sits at the last position).
@@ -409,8 +426,10 @@ plt.show()
 #
 # $$\mathrm{out}_{[:D/2]} = x_{[:D/2]}\cos - x_{[D/2:]}\sin, \qquad \mathrm{out}_{[D/2:]} = x_{[D/2:]}\cos + x_{[:D/2]}\sin$$
 #
-# The paper and GPT-J pair neighbours $(2i, 2i+1)$ instead. Both are rotations; they differ by a fixed
-# permutation of the features, and a checkpoint only works with the layout it was trained in.
+# The paper, GPT-J and Meta's original LLaMA code pair neighbours $(2i, 2i+1)$ instead. Both are
+# rotations; they differ by a fixed permutation of the features, so a checkpoint needs the layout it
+# was trained in, or its $W_q$ and $W_k$ output rows permuted to match (what Hugging Face's conversion of
+# the LLaMA weights does).
 #
 # **Implement `apply_rope(x, positions, base=10000.0)`** for x `(..., L, D)` (D even) and positions
 # `(L,)` or broadcastable to `x.shape[:-1]` (per-sequence positions under left padding, or
@@ -426,7 +445,7 @@ print("norms kept:", np.allclose(np.linalg.norm(rotated, axis=-1), np.linalg.nor
 
 z = x[..., :4] + 1j * x[..., 4:]  # (B, H, L, D/2) complex pairs
 theta = 10000.0 ** (-np.arange(4) * 2 / 8)
-z_rot = z * np.exp(1j * np.arange(5)[:, None] * theta)  # multiply by e^{i m theta}
+z_rot = z * np.exp(1j * np.arange(5)[:, None] * theta)  # (B, H, L, D/2) * (L, D/2): e^{i m theta} per pair
 print(f"equals complex multiplication: max diff {np.abs(np.concatenate([z_rot.real, z_rot.imag], -1) - rotated).max():.1e}")
 
 # %% tags=["check"]
@@ -454,30 +473,35 @@ print(f"max spread along a diagonal: RoPE {diagonal_spread(rope_scores):.1e}, ad
       f"{diagonal_spread(added_scores):.2f}")
 
 offsets = np.arange(0, 2000)
-ones_decay = np.cos(offsets[:, None] * 10000.0 ** (-np.arange(32) * 2 / 64)).sum(1) / 32  # q = k = ones, D = 64
+ones = np.ones((len(offsets), 64))  # q = k = all ones, D = 64
+ones_decay = apply_rope(ones, offsets) @ apply_rope(ones[:1], [0])[0] / 64  # (offsets,): q at m, k at 0
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
 for ax, m, title in ((axes[0], rope_scores, "RoPE: q . k at positions (m, n)"),
                      (axes[1], added_scores, "sinusoids added: (q + PE_m) . (k + PE_n)")):
     im = ax.imshow(m, cmap="RdBu_r")
     ax.set(title=title, xlabel="key position n", ylabel="query position m")
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="score")
 axes[2].plot(offsets, ones_decay)
-axes[2].set(xscale="symlog", xlabel="offset m - n", ylabel="score / (D/2)", title="RoPE, q = k = ones, D = 64")
+axes[2].set(xscale="symlog", xlabel="offset m - n", ylabel="score / D (1 at offset 0)",
+            title="RoPE, q = k = ones, D = 64")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The right panel is the "long-term decay" Su et al. (2021) point to: for a vector scored against
-# itself, the score falls, with ripples, as the offset grows, because the pairs' angles drift apart. It
-# is a tendency for aligned vectors, not a rule for every q and k.
+# The right panel illustrates the "long-term decay" Su et al. (2021) argue for: they bound the score's
+# size by a quantity that shrinks, on average, as the offset grows. For q = k = all ones the score is
+# $2\sum_i \cos((m - n)\theta_i)$ and falls, with ripples, as the pairs' angles drift apart. It is a
+# tendency for aligned vectors, not a rule for every q and k.
 #
 # ## 7. Position-aware attention, all in one place
 #
 # Every scheme above enters attention at one of three places: **added to the inputs** before the
-# projections (sinusoidal, learned), **added to the scores** before the softmax (Shaw et al., T5, ALiBi),
-# or **rotating q and k** after the projections (RoPE). The function below does each with your code, on
-# one head. Two checks: does word order now matter, and does shifting every position by 100 change
-# anything? A relative scheme must not care about the shift.
+# projections (sinusoidal, learned), **added to the scores** before the softmax (T5, ALiBi; Shaw et al.'s
+# key vectors amount to an extra score term $q_i \cdot w_{j-i}$, and they also touch the values), or
+# **rotating q and k** after the projections (RoPE). The function below does one scheme of each kind
+# with your code, on one head: sinusoidal, T5, ALiBi and RoPE. Two checks: does word order now matter,
+# and does shifting every position by 100 change anything? A relative scheme must not care about the
+# shift.
 
 # %%
 E = 8
@@ -517,35 +541,33 @@ for scheme in ("none", "sinusoidal", "t5", "alibi", "rope"):
 # %% [markdown] tags=["question:theory-44"]
 # ### How do you implement position-aware attention?
 #
-# Make the scores depend on position at one of three places: add a position vector to each token
-# embedding before the projections (sinusoidal, learned), add an offset-dependent bias to the scores
-# before the softmax (Shaw et al. 2018, T5, ALiBi), or rotate q and k by position-dependent angles
-# (RoPE). Everything else in attention stays as it is; `attention_with_positions` above does all three.
+# Make the scores depend on position at one of three places: add a vector to each token embedding
+# (sinusoidal, learned), add an offset-dependent term to the scores before the softmax (Shaw et al.
+# 2018; T5, Raffel et al. 2020; ALiBi, Press et al. 2022), or rotate q and k by position-dependent
+# angles (RoPE, Su et al. 2021). The rest of attention is unchanged, as `attention_with_positions` shows.
 #
 # - Shapes: a table `(L, E)` or a bias `(H, L, S)`, broadcast over B; RoPE rotates q and k
 #   `(B, H, L, D)`, never v.
-# - With a KV cache the new queries sit at positions S - L .. S - 1; under left padding each sequence
-#   needs its own position ids.
-# - Fused kernels never build the `(L, S)` scores: FlashAttention computes ALiBi from its slopes, and
-#   RoPE is applied to q and k before the kernel.
+# - With a KV cache, new queries sit at positions S - L .. S - 1; left padding needs per-sequence ids.
+# - Fused kernels never store the `(L, S)` scores: FlashAttention-2 takes ALiBi's slopes and RoPE runs
+#   before it, but a learned T5 bias needs a dense tensor it has no input for.
 # - Common bugs: rotating values, start-aligned positions with a cache, the wrong RoPE layout for a
 #   checkpoint.
 
 # %% [markdown] tags=["question:theory-45"]
 # ### Explain relative position encoding in attention.
 #
-# A relative scheme makes the score of query i and key j depend on the offset j - i rather than on i and
-# j separately, so a pattern learned at one place holds at every place and shifting the whole sequence
-# changes nothing (the shift column printed above). The schemes differ in what the offset adds to
-# $q_i \cdot k_j$.
+# A relative scheme lets positions enter the score of query i and key j only through the offset j - i,
+# so a pattern learned at one place holds everywhere and shifting the whole sequence changes nothing
+# (the shift column above). Schemes differ in how the offset enters the score and what is learned.
 #
-# - Shaw et al. (2018): a learned vector per clipped offset, added to the key.
+# - Shaw et al. (2018): a learned vector per clipped offset, added to the key (another to the value).
 # - T5 (Raffel et al. 2020): a learned scalar per head and log-spaced bucket, shared by all layers.
-# - ALiBi (Press et al. 2022): a fixed penalty $-m_h|i - j|$; it extrapolated in their language models
-#   and in section 8.
-# - RoPE (Su et al. 2021): rotations whose dot product sees only $m - n$.
-# - Relative is not enough to extrapolate: RoPE degrades past the training length in section 8, as
-#   Press et al. (2022) report; position interpolation rescales positions instead (Chen et al. 2023).
+# - ALiBi (Press et al. 2022): a fixed penalty $-m_h|i - j|$; perplexity held on longer inputs, though
+#   their analysis suggests little use of the extra context.
+# - RoPE (Su et al. 2021): q and k rotated so that their dot product sees only $m - n$.
+# - Relative is not enough to extrapolate: RoPE degrades past the training length (section 8; Press et
+#   al. 2022); position interpolation (Chen et al. 2023) rescales positions into the trained range.
 
 # %% [markdown]
 # ## 8. Extrapolation: train short, test long
@@ -557,6 +579,8 @@ for scheme in ("none", "sinusoidal", "t5", "alibi", "rope"):
 # layer) at length $L_\text{train} = 32$ with each position scheme, then test at 2, 3 and 4 times that
 # length. The schemes are the graded functions you wrote: the sinusoidal table and the ALiBi bias come
 # from them, and RoPE uses a PyTorch twin of `apply_rope` (checked against it below) so gradients flow.
+# One caveat before reading the results: the answer is always a *recent* token, which is exactly the
+# bias ALiBi builds in, so this task shows ALiBi at its best rather than settling the general question.
 
 # %%
 QUICK = os.environ.get("ATTNLAB_QUICK") == "1"  # CI may shrink the run; the default is the real thing
@@ -671,7 +695,7 @@ with torch.no_grad():
 current_is_digit = (test_tokens < N_DIGITS).float().mean().item()
 print(f"baseline that reads only the current token (copy it if a digit, else guess): "
       f"{current_is_digit + (1 - current_is_digit) / N_DIGITS:.3f}")
-print(f"{'scheme':11s}" + "".join(f"{'L = ' + str(n):>10s}" for n in lengths) + f"{'positions > 32':>16s}")
+print(f"{'scheme':11s}" + "".join(f"{'L = ' + str(n):>10s}" for n in lengths) + f"{'positions 32+':>16s}")
 for scheme in schemes:
     print(f"{scheme:11s}" + "".join(f"{a:10.3f}" for a in accuracy[scheme])
           + f"{per_position[scheme][L_TRAIN:].mean():16.3f}")
@@ -697,18 +721,20 @@ plt.show()
 #
 # - **No positions**: the model cannot rank digits by recency and does poorly even at the training
 #   length, the measured version of qa-8.
-# - **Learned and sinusoidal** (absolute): near perfect up to position 32, then close to the baseline
-#   that reads only the current token. Learned rows past 32 were never trained (section 3); sinusoidal rows exist, but
-#   the model never saw them, and the linear-map property of section 2 does not rescue it.
-# - **RoPE**: near perfect at the training length, then it degrades with distance, more slowly than the
-#   absolute schemes: its scores depend on offsets only, but offsets beyond 32 rotate the slow pairs to
-#   angles the model never saw.
-# - **ALiBi**: a little below the others at the training length on this task (probably because its
-#   slopes are fixed: at most 1/4 with 4 heads, a soft preference for recency), and as accurate at 4x the
-#   length: the penalty keeps favouring the nearest digit at every distance.
+# - **Learned and sinusoidal** (absolute): near perfect on the first 32 positions, then no better than
+#   the baseline that reads only the current token (column "positions 32+", positions never seen in
+#   training). Learned rows past 32 were never trained (section 3); sinusoidal rows exist, but the model
+#   never saw them, and the linear-map property of section 2 does not rescue it.
+# - **RoPE**: near perfect at the training length, then it degrades with length, more slowly than the
+#   absolute schemes. Its scores depend on offsets only, but offsets beyond 32 were never scored in
+#   training; the heatmap below shows where its attention then goes. Chen et al. (2023) argue that at
+#   unseen offsets RoPE's scores are unconstrained by training and can grow far beyond any seen.
+# - **ALiBi**: a little below the others at the training length on this task (our guess, not tested
+#   here: its slopes are fixed, at most 1/4 with 4 heads, so the preference for recency stays soft), and
+#   almost as accurate at 4x the length: the penalty keeps favouring the nearest digit at every distance.
 #
 # What the attention learned, on one test sequence of length 128: the last 40 queries, averaged over
-# heads, with a dot on the key each query should read (the most recent digit).
+# heads, with a red circle on the key each query should read (the most recent digit).
 
 # %%
 from matplotlib.colors import PowerNorm
@@ -729,8 +755,8 @@ fig.colorbar(im, ax=axes, shrink=0.8, label="weight (mean over 4 heads)")
 plt.show()
 
 # %% [markdown]
-# Each query should put its weight on the circled key. Compare the two panels: where does each model's
-# weight go once the distances exceed anything seen in training (more than 32 positions back)?
+# Each query should put its weight on the circled key. Compare the two panels: how much weight does
+# each model put on keys more than 32 positions back, offsets it never saw in training?
 
 # %% [markdown]
 # ## 9. In your own words
@@ -754,8 +780,8 @@ plt.show()
 # |---|---|---|---|---|
 # | sinusoidal | added to the inputs, `(L, E)` | absolute position | none | fails |
 # | learned absolute | added to the inputs, `(max_len, E)` | absolute position | max_len x E | fails; no row past max_len |
-# | Shaw et al. | added to keys in the score, `(L, S, D)` | clipped offset | (2k + 1) x D per layer | (not trained here) |
-# | T5 buckets | score bias, `(H, L, S)` | log-bucketed offset | num_buckets x H | (not trained here) |
+# | Shaw et al. | added to keys (and values), `(L, S, D)` | clipped offset | 2 x (2c + 1) x D per layer | (not trained here) |
+# | T5 buckets | score bias, `(H, L, S)` | log-bucketed offset | num_buckets x H, shared by all layers | (not trained here) |
 # | ALiBi | score bias, `(H, L, S)` | distance | none | holds |
 # | RoPE | rotates q and k, `(B, H, L, D)` | offset (inside the dot product) | none | degrades |
 #

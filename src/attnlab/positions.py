@@ -26,7 +26,8 @@ def sinusoidal_positional_encoding(L, E, base=10000.0):
     E : int
         Model width; must be even (one sine and one cosine per frequency).
     base : float, optional
-        Sets the longest wavelength, ``2 pi base``. Default 10000.0, as in the paper.
+        Sets the longest wavelength, ``2 pi base**((E - 2) / E)``, just under ``2 pi base``. Default
+        10000.0, as in the paper.
 
     Returns
     -------
@@ -68,7 +69,8 @@ def relative_position_bucket(relative_position, bidirectional=True, num_buckets=
     num_buckets : int, optional
         Number of buckets in all. Default 32.
     max_distance : int, optional
-        Distances from here on all fall into the last bucket of their side. Default 128.
+        Distances from here on all fall into the last bucket of their side (which already starts
+        earlier: at distance 91 with the bidirectional defaults, 113 with the causal ones). Default 128.
 
     Returns
     -------
@@ -112,8 +114,8 @@ def alibi_slopes(num_heads):
         For H a power of two, the geometric sequence ``2**(-8 h / H)``, h = 1 .. H (H = 8: 1/2, 1/4, ...,
         1/256). Otherwise, with P the largest power of two below H, the P slopes of P heads followed by
         every other slope of 2P heads (the 1st, 3rd, 5th, ...), as many as needed: for H = 6,
-        ``[1/4, 1/16, 1/64, 1/256, 1/2, 1/8]``, in this order (the order of the paper's code, which
-        pretrained checkpoints depend on).
+        ``[1/4, 1/16, 1/64, 1/256, 1/2, 1/8]``, in this order (the order of the authors' released code,
+        which pretrained checkpoints depend on; the paper itself trains only power-of-two head counts).
     """
     # 1. Powers of two: 2.0 ** (-8.0 * np.arange(1, H + 1) / H).
     # 2. Otherwise P = 2 ** floor(log2(H)): concatenate the slopes of P heads with the slopes of 2P heads
@@ -177,10 +179,11 @@ def apply_rope(x, positions, base=10000.0):
 
     Notes
     -----
-    Pairing i with i + D/2 ("rotate half") is the layout of GPT-NeoX and Hugging Face's Llama; the paper
-    and GPT-J pair neighbours (2i, 2i + 1) instead. Both are rotations, so both preserve norms and give
-    ``rope(q, m) . rope(k, n)`` that depends on m - n only; they differ by a fixed permutation of the
-    D features, and a checkpoint works only with the layout it was trained with.
+    Pairing i with i + D/2 ("rotate half") is the layout of GPT-NeoX and Hugging Face's Llama; the paper,
+    GPT-J and Meta's original LLaMA code pair neighbours (2i, 2i + 1) instead. Both are rotations, so both
+    preserve norms and give ``rope(q, m) . rope(k, n)`` that depends on m - n only; they differ by a fixed
+    permutation of the D features, so a checkpoint needs the layout it was trained with, or its W_q and
+    W_k output rows permuted to match (as Hugging Face's conversion of the LLaMA weights does).
     """
     # 1. h = D // 2; frequencies base ** (-np.arange(h) * 2 / D) (h,); angles positions[..., None] * freqs
     #    -> (..., L, h), broadcasting against x[..., :h].
