@@ -29,8 +29,9 @@
 # width, $A$ hidden width of additive attention. Scores and weights are always `(..., L, S)`: one row per
 # query, one column per key. Masks are boolean and `True` means *may attend*.
 #
-# **Exercises** live in `src/attnlab/scoring.py` and `src/attnlab/softmax.py`. Run the setup cell first;
-# after each exercise, run its `check(...)` cell.
+# **You will build** `dot_scores`, `scaled_dot_scores`, `general_scores` and `additive_scores` in
+# `src/attnlab/scoring.py`, and `softmax` and `masked_softmax` in `src/attnlab/softmax.py`. Run the setup
+# cell first; after each exercise, run its `check(...)` cell.
 
 # %% tags=["setup"]
 # %load_ext autoreload
@@ -43,6 +44,15 @@ attnlab = use_package()
 import matplotlib.pyplot as plt
 
 np.set_printoptions(precision=3, suppress=True)
+
+
+def show_weights(ax, w, title, xlabel="key j", ylabel="query i"):
+    """Draw an (L, S) array of weights as a heatmap on a fixed 0-1 scale; NaN cells in red."""
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("red")                                 # NaN is drawn, never hidden
+    image = ax.imshow(np.ma.masked_invalid(w), cmap=cmap, vmin=0, vmax=1)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xticks=range(w.shape[1]), yticks=range(w.shape[0]))
+    return image
 
 # %% [markdown]
 # ## 1. Intuition: a soft dictionary lookup
@@ -93,19 +103,19 @@ print("soft lookup          :", sharp @ values)
 # %% [markdown] tags=["question:qa-1"]
 # ### Intuition: what does attention compute?
 #
-# For each query it computes a **weighted average of a set of value vectors**, where the weight of each
-# value depends on how well its key matches the query. With a query $q_i \in \mathbb{R}^{D}$, keys
-# $K \in \mathbb{R}^{S \times D}$ and values $V \in \mathbb{R}^{S \times D_v}$:
-# $w_i = \operatorname{softmax}_j\big(\operatorname{score}(q_i, k_j)\big) \in \mathbb{R}^{S}$ and
-# $c_i = \sum_j w_{ij} v_j \in \mathbb{R}^{D_v}$; for all $L$ queries at once, $(L, S) @ (S, D_v) \to (L, D_v)$.
-# It is a differentiable version of a dictionary lookup: `argmax` over keys is replaced by a softmax, so
-# every key and value receives gradient and the model can learn what to retrieve. The crucial difference
-# from a dense layer is that the mixing weights are **computed from the input at run time** (content-based),
-# not stored as parameters, and the same parameters work for any number of keys $S$. Because the weights
-# are non-negative and sum to 1, the output always lies in the convex hull of the values.
-# Pitfall: the weights are normalised over the **keys** (the $S$ axis, each row sums to 1), not over the
-# queries. Common follow-up: "are the weights an explanation?" They are a distribution over positions,
-# but not necessarily a faithful explanation of the prediction (notebook 09).
+# For each query, attention returns a **weighted average of value vectors**, the weights being a softmax
+# of how well the query matches each value's key. It is a dictionary lookup made soft: every value comes
+# back a little, so the lookup is differentiable and the model can learn what to retrieve.
+#
+# - Shapes: scores and weights `(L, S)`, each row summing to 1 over the keys; output
+#   `(L, S) @ (S, D_v) -> (L, D_v)`.
+# - Unlike a dense layer, the mixing weights are computed from the input at run time, and the same
+#   parameters serve any number of keys $S$.
+# - The output is a convex combination of the values: the all-ones column above stays exactly 1, and
+#   sharper scores (the 10x cell) move the soft answer towards the hard one.
+# - Pitfall: normalise over the keys (the $S$ axis), not over the queries.
+# - Follow-up "are the weights an explanation?": they show what is mixed, not why the model decides
+#   (Jain and Wallace 2019; notebook 09).
 
 # %% [markdown]
 # ## 2. The oldest attention: Nadaraya–Watson kernel regression
@@ -160,40 +170,53 @@ for sigma, (pred, _) in fits.items():
 ax_fit.set(title="Nadaraya–Watson regression = attention", xlabel="x", ylabel="y")
 ax_fit.legend(fontsize=8)
 
-im = ax_w.imshow(nw_weights, aspect="auto", cmap="viridis",
-                 extent=[x_train[0], x_train[-1], x_query[-1], x_query[0]])
+# One square per (query, key) pair, drawn at the key's true position x_j: the keys are random, so
+# their columns are unevenly spaced (an imshow would silently space them evenly).
+key_x, query_x = np.meshgrid(x_train, x_query)                 # (L, S) each
+im = ax_w.scatter(key_x, query_x, c=nw_weights, marker="s", s=10, cmap="viridis", vmin=0)
 ax_w.set(title=r"attention weights (L=40 queries × S=50 keys), $\sigma = 0.3$",
-         xlabel="key position $x_j$ (training input)", ylabel="query $x$")
+         xlabel="key position $x_j$ (training input; one column per key)", ylabel="query $x$",
+         xlim=(-0.1, 5.1), ylim=(5.1, -0.1))
 fig.colorbar(im, ax=ax_w, label="weight")
 fig.tight_layout()
 plt.show()
+crowd = (np.abs(x_query[:, None] - x_train[None, :]) < 2 * 0.3).sum(axis=1)  # (L,) keys within 2 sigma
+print(f"keys within 2 sigma of query x = 0: {crowd[0]}, of x = 5: {crowd[-1]}, of a middle query (median): "
+      f"{int(np.median(crowd))}; largest weight of those rows: {nw_weights[0].max():.2f}, "
+      f"{nw_weights[-1].max():.2f}, {np.median(nw_weights.max(axis=1)):.2f}")
 
 # %% [markdown]
-# Each row of the heatmap is one query's distribution over the keys: a bump centred on the query.
-# The width $\sigma$ plays the role of a **temperature**: a narrow kernel ($\sigma = 0.05$) attends to
-# one or two neighbours and chases the noise; a wide one ($\sigma = 1$) averages nearly everything and
-# flattens the curve (bias). The moderate $\sigma = 0.3$ has the lowest error here.
+# Each row is one query's distribution over the keys: a bump centred on the query. The score is
+# $-(x - x_j)^2 / 2\sigma^2$, a negative squared distance divided by $2\sigma^2$, so $2\sigma^2$ is the
+# **temperature** of this softmax: a narrow kernel ($\sigma = 0.05$) attends to one or two neighbours
+# and chases the noise; a wide one ($\sigma = 1$) averages nearly everything and flattens the curve
+# (bias). The moderate $\sigma = 0.3$ has the lowest error here.
+#
+# **The bright corners.** A row's weights always sum to 1, so they are shared among the keys within
+# reach (about $2\sigma$). A query at the edge of the data, $x = 0$ or $x = 5$, has keys on one side
+# only, and a query in a sparse stretch of keys has few keys near it: either way fewer keys share the
+# unit of weight and each gets more (the printed counts). A bright cell means "few neighbours", not
+# "an important key".
 # Nothing here is learned. Attention in neural networks keeps the same recipe and *learns* the score
 # function (and the representations of queries, keys and values).
 
 # %% [markdown] tags=["question:theory-1"]
 # ### Explain the fundamental concept of attention in neural networks.
 #
-# Attention lets a network build, for every element it is computing (a **query**), a *data-dependent*
-# combination of other representations (the **values**), choosing the mixture by comparing the query
-# with a **key** attached to each value. It always runs in three steps: **score** every query–key pair,
-# $s_{ij} = f(q_i, k_j)$, giving an $(L, S)$ matrix; **normalise** each row with a softmax into weights
-# $w_{ij} \ge 0$, $\sum_j w_{ij} = 1$; **aggregate**, $c_i = \sum_j w_{ij} v_j$, giving $(L, D_v)$.
-# What makes it powerful: (1) the weights are computed from the input, so the same layer routes
-# information differently for every example; (2) any position can read any other in one step, so the
-# path between two distant tokens has length $O(1)$ instead of $O(S)$ in an RNN, which helps both
-# long-range dependencies and gradient flow; (3) it works on sets of any size $S$ with a fixed number of
-# parameters. Statistically it is Nadaraya–Watson kernel regression with a learned kernel (shown above).
-# It was introduced for translation (Bahdanau et al., 2014) to remove the fixed-vector bottleneck, and
-# the Transformer (2017) made self-attention the main building block.
-# Follow-ups: it is permutation-equivariant over the keys, so word order must be injected with
-# positional information; and the $(L, S)$ score matrix makes it cost $O(L S D)$ time and $O(L S)$
-# memory, quadratic in sequence length for self-attention.
+# Attention lets each query build a data-dependent mixture of values in three steps: **score** the query
+# against every key, **normalise** the scores with a softmax, **aggregate** the values with those weights.
+# Because the weights are computed from the input, the same parameters route information differently for
+# every example and for any number of keys $S$.
+#
+# - Cost: $O(LSD)$ time and an `(L, S)` weight matrix, quadratic in length for self-attention.
+# - Any position reads any other in one step: path length $O(1)$ against $O(S)$ through an RNN
+#   (Vaswani et al. 2017, Table 1).
+# - Symmetries: the output is **invariant** to permuting the (key, value) pairs together and
+#   **equivariant** to permuting the queries (both checked after theory-9), so word order has to be
+#   supplied as positional information (notebook 05).
+# - History: Nadaraya–Watson regression (1964) is attention with a fixed kernel (section 2); neural soft
+#   attention predates translation (Graves 2013, handwriting synthesis); Bahdanau et al. (2014) brought
+#   it to translation, and the Transformer made it the core block (Vaswani et al. 2017).
 
 # %% [markdown]
 # ## 3. Why attention was needed: the seq2seq bottleneck
@@ -285,20 +308,18 @@ plt.show()
 # %% [markdown] tags=["question:theory-2"]
 # ### What problem does attention solve in sequence-to-sequence models?
 #
-# It removes the **fixed-length context bottleneck**. A plain encoder–decoder compresses the whole source
-# into the final encoder state $c = h_S \in \mathbb{R}^{D_h}$ and conditions every decoding step on that
-# one vector. Its capacity is constant while the input grows, so long sentences lose information, and
-# the earliest tokens suffer most because they passed through $S$ recurrent updates (their gradient
-# path is just as long, which makes them hard to learn). Cho et al. (2014) showed BLEU dropping sharply
-# with length; tricks such as reversing the source sentence only moved the problem.
-# With attention the encoder keeps all states $H \in \mathbb{R}^{S \times D_h}$; at decoder step $t$ it
-# scores the decoder state against every $h_j$, normalises with a softmax, and forms a step-specific
-# context $c_t = \sum_j w_{tj} h_j$. So (1) memory grows with the input, (2) each output token can focus
-# on the source words it needs (a learned soft **alignment**, visible as an $(L, S)$ matrix), and
-# (3) every source token is one step away from every output, which shortens gradient paths.
-# The price is $O(S)$ work per decoder step, $O(L S)$ per sentence.
-# Follow-up: attention removes the *single-vector* bottleneck, but the decoder still has to track what it
-# has already translated; without extra help it may repeat or skip words (coverage models address that).
+# It removes the **fixed-length bottleneck**: a plain encoder–decoder (Sutskever et al. 2014; Cho et al.
+# 2014) squeezes the whole source into one vector $h_S$, and Cho et al. (2014) measured its translation
+# quality falling as sentences got longer. Attention instead keeps all $S$ encoder states and lets
+# every decoder step read its own weighted average of them (Bahdanau et al. 2014).
+#
+# - The toy above: with $D_h = 32$ the final state recovers a shrinking share of the tokens once
+#   $4S > 32$, early tokens first, while all $S$ states lose nothing.
+# - Bahdanau et al. (2014) showed BLEU holding up on long sentences where the fixed-vector model fell.
+# - Each target step gets a soft alignment over the source, an `(L, S)` matrix you can plot.
+# - Every source token is one step from every output, so gradient paths are short.
+# - Cost and limit: $O(S)$ work per decoder step, and nothing tracks what was already translated, so
+#   words can be repeated or dropped; coverage models address that (Tu et al. 2016; notebook 03).
 
 # %% [markdown]
 # ## 4. Alignment scores: how well does a query match a key?
@@ -427,38 +448,35 @@ check("scoring.additive_scores")
 # %% [markdown] tags=["question:theory-7"]
 # ### How do you compute attention weights (alignment scores)?
 #
-# In two stages. First the **alignment scores** (logits) $e_{ij} = f(q_i, k_j)$ for every query–key
-# pair, with one of: dot $q_i^\top k_j$; scaled dot $q_i^\top k_j / \sqrt{D}$; general $q_i^\top W k_j$;
-# additive $w_v^\top \tanh(W_q^\top q_i + W_k^\top k_j)$. The multiplicative ones are computed for all pairs
-# in one batched matmul: `(B, H, L, D) @ (B, H, D, S) -> (B, H, L, S)`. Then, optionally, a **mask**
-# removes pairs that must not interact (padding keys, future tokens in a decoder): in our convention
-# `True` keeps a pair, and a removed pair's logit is treated as $-\infty$. Finally a **softmax over the
-# key axis** turns each row into the **attention weights**
-# $\alpha_{ij} = e^{e_{ij}} / \sum_{j'} e^{e_{ij'}}$: non-negative, each row summing to 1.
-# Pitfalls interviewers probe: normalising over the wrong axis (queries instead of keys), forgetting the
-# $1/\sqrt{D}$ scale, applying the mask *after* the softmax (the rows then no longer sum to 1), and a
-# fully masked row producing NaN (`0/0`; we return zeros instead). Alternatives to softmax exist
-# (sparsemax, sigmoid attention), but softmax is the standard.
+# Score every query–key pair with a score function, giving an `(..., L, S)` matrix of logits, then apply
+# a softmax over the key axis so each query's row is non-negative and sums to 1. Pairs that must not
+# interact are masked on the scores, before the softmax (their logit treated as $-\infty$).
+#
+# - Score functions (table in section 4): dot and general (Luong et al. 2015), scaled dot (Vaswani et
+#   al. 2017), additive (Bahdanau et al. 2014).
+# - Multiplicative scores for all pairs are one batched matmul,
+#   `(B, H, L, D) @ (B, H, D, S) -> (B, H, L, S)`.
+# - Pitfalls: normalising over the queries instead of the keys; zeroing weights after the softmax (rows
+#   then no longer sum to 1); forgetting $1/\sqrt{D}$; a fully masked row returning NaN (ours returns
+#   zeros). The `check` cells of this notebook test each of these.
+# - Softmax is not the only normaliser: sparsemax gives exact zeros (Martins and Astudillo 2016).
 
 # %% [markdown] tags=["question:theory-6"]
 # ### What is the difference between additive and multiplicative attention?
 #
-# **Multiplicative** attention (dot, scaled dot, Luong's general) scores a pair with a bilinear form,
-# $s_{ij} = q_i^\top W k_j$ ($W = I$ for dot). All $L \times S$ scores come from one matrix product,
-# $O(L S D)$ multiply-adds, with no intermediate larger than the `(L, S)` output; that is exactly the
-# operation GPUs are built for. **Additive** attention (Bahdanau) runs a small MLP on every pair,
-# $s_{ij} = w_v^\top \tanh(W_q^\top q_i + W_k^\top k_j)$: the projections cost $O((L + S) D A)$, but then it
-# materialises an `(L, S, A)` tensor and applies `tanh` to all of it, $O(L S A)$ time *and memory* in
-# elementwise, memory-bound operations, so it is much slower in practice at similar flop counts.
-# Expressiveness: additive is a nonlinear function of the pair and handles $D_q \ne D_k$ naturally;
-# general also handles different widths through a rectangular $W$; plain dot needs $D_q = D_k$.
-# Vaswani et al. (2017) found the two similar for small $D$ but additive better than *unscaled* dot for
-# large $D$, because large dot products saturate the softmax; scaling by $1/\sqrt{D}$ fixed that, and
-# scaled dot won on speed. Note also that the Transformer's $q = x W_Q$, $k = x W_K$ makes its dot score
-# a general score with a low-rank $W = W_Q W_K^\top$.
-# Follow-up: "why the `tanh`?" Without it the score is separable, $s_{ij} = a_i + b_j$; the softmax over $j$
-# cancels $a_i$, so every query gets the same weights. The cells below show the cost gap, the
-# general/dot equivalences and the separability trap.
+# Multiplicative attention scores a pair with a bilinear form, $q^\top W k$ ($W = I$ for dot; Luong et
+# al. 2015), so all $L \times S$ scores are one matrix product; additive attention runs a one-hidden-layer
+# MLP on every pair, $w_v^\top \tanh(W_q^\top q + W_k^\top k)$ (Bahdanau et al. 2014). Additive
+# materialises an `(L, S, A)` tensor and a `tanh` over all of it, so it is slower and uses more memory
+# (measured below).
+#
+# - Quality: Britz et al. (2017) trained both in NMT and found additive slightly but consistently better,
+#   with unscaled multiplicative falling well behind at dimension 1024. Vaswani et al. (2017) *suspected*
+#   the cause: large dot products saturate the softmax, hence their $1/\sqrt{D}$.
+# - The Transformer's dot score of projected inputs is a general score with a low-rank
+#   $W = W_Q W_K^\top$ (checked below).
+# - Why the `tanh`: without it the score is $a_i + b_j$, the softmax over $j$ cancels $a_i$, and every
+#   query gets the same weights (checked below).
 
 # %%
 import time
@@ -568,8 +586,8 @@ check("softmax.softmax")
 # %% [markdown]
 # **Temperature.** Dividing the scores by a temperature $T$ changes how peaked the weights are:
 # $T \to 0$ approaches a one-hot `argmax` (hard lookup), $T \to \infty$ approaches the uniform average.
-# The $1/\sqrt{D}$ factor of scaled dot-product attention and the kernel width $\sigma$ of section 2 are
-# both temperatures.
+# Scaled dot-product attention divides by $T = \sqrt{D}$, and the Gaussian kernel of section 2 by
+# $T = 2\sigma^2$: both are temperatures.
 
 # %%
 toy_scores = np.array([2.0, 1.0, 0.5, -1.0, 0.0])  # (S,) = (5,)
@@ -610,10 +628,15 @@ mask = np.array([[True, True, True, False, False],  # (L, S): query 0 may see ke
                  [True, False, True, False, True],  # query 1 sees keys 0, 2, 4
                  [False, False, False, False, False]])  # query 2 sees nothing: a fully masked row
 w = masked_softmax(scores, mask)
-print("weights (L, S):\n", w)
-print("row sums:", w.sum(axis=-1), " any NaN:", np.isnan(w).any())
 # A mask of shape (S,) broadcasts to every query: here all queries ignore the last two keys.
-print("broadcast mask (S,) -> (L, S):\n", masked_softmax(scores, np.array([True, True, True, False, False])))
+w_broadcast = masked_softmax(scores, np.array([True, True, True, False, False]))
+print("row sums:", w.sum(axis=-1), " any NaN:", np.isnan(w).any())
+fig, axes = plt.subplots(1, 3, figsize=(13, 2.8))
+show_weights(axes[0], mask.astype(float), "mask (L, S), 1 = may attend")
+show_weights(axes[1], w, "weights with that mask")
+image = show_weights(axes[2], w_broadcast, "weights, (S,) mask broadcast")
+fig.colorbar(image, ax=axes, label="weight (or mask value)")
+plt.show()
 
 # %% tags=["check"]
 check("softmax.masked_softmax")
@@ -621,22 +644,19 @@ check("softmax.masked_softmax")
 # %% [markdown] tags=["question:theory-8"]
 # ### Describe the softmax normalization in attention mechanisms.
 #
-# Softmax turns one query's row of scores $s_{i1}, \dots, s_{iS}$ into weights
-# $\alpha_{ij} = e^{s_{ij}} / \sum_{j'} e^{s_{ij'}}$ that are positive, sum to 1 over the **keys**, and keep
-# the order of the scores; for a `(B, H, L, S)` score array it is applied along the last axis. It is a
-# smooth, differentiable relaxation of `argmax`, which is why attention can be trained with gradients:
-# $\partial \alpha_{ij} / \partial s_{ik} = \alpha_{ij}(\delta_{jk} - \alpha_{ik})$. Normalising makes the
-# output a convex combination of the values, so its scale does not depend on $S$.
-# A temperature controls sharpness: $\operatorname{softmax}(s / T)$ tends to one-hot as $T \to 0$ and to
-# uniform as $T \to \infty$; the $1/\sqrt{D}$ factor is such a temperature, chosen so that the softmax does
-# not **saturate**, where one weight is near 1 and the gradients above all go to nearly 0.
-# Softmax is shift-invariant, $\operatorname{softmax}(s + c) = \operatorname{softmax}(s)$, which every
-# implementation exploits by subtracting the row maximum to avoid overflow (kernels like FlashAttention
-# keep a running maximum and sum for the same reason, and accumulate in float32 when inputs are
-# half precision). Masking sets disallowed logits to $-\infty$ (weight exactly 0) before normalising;
-# a fully masked row must be special-cased, since a naive implementation returns NaN.
-# Pitfall: softmax over the wrong axis, or masking after normalising.
-# The next cell checks the shift invariance, the Jacobian and the saturation with your `softmax`.
+# Softmax turns one query's row of scores into weights $\alpha_{ij} = e^{s_{ij}} / \sum_{j'} e^{s_{ij'}}$
+# that are positive, keep the order of the scores and sum to 1 over the keys; it is a smooth relaxation of
+# `argmax` whose Jacobian $\mathrm{diag}(\alpha) - \alpha\alpha^\top$ lets attention be trained by gradient
+# descent. Implementations subtract the row maximum first, which changes nothing (shift invariance) and
+# prevents overflow.
+#
+# - Temperature: $\mathrm{softmax}(s/T)$ tends to one-hot as $T \to 0$ and to uniform as $T \to \infty$;
+#   $\sqrt{D}$ in scaled attention and $2\sigma^2$ in section 2 are temperatures. A too-sharp softmax
+#   saturates and its Jacobian vanishes (checked below).
+# - The weights **must** sum to 1, so a query cannot attend to nothing: a head with nothing to do parks
+#   its weight somewhere. Trained LMs park it on the first tokens, "attention sinks" (Xiao et al. 2023);
+#   a key whose value is zero works as such a sink (cell below).
+# - Masked logits are set to $-\infty$ before normalising; a fully masked row needs a special case.
 
 # %%
 rng = np.random.default_rng(0)
@@ -651,6 +671,18 @@ print("Jacobian diag(a) - a a^T matches finite differences:", np.allclose(jacobi
 for scale in (1, 10, 100):
     a = softmax(scale * s_row)
     print(f"scores x{scale:<3d}: max weight {a.max():.3f}, largest |gradient entry| {np.abs(np.diag(a) - np.outer(a, a)).max():.2e}")
+
+# Weights must sum to 1: a query that matches nothing still spreads a full unit of weight.
+v_row = rng.standard_normal((6, 3))                     # (S, D_v) values
+low = np.full(6, -5.0)                                  # (S,) every key a poor match
+out_plain = softmax(low) @ v_row                        # (D_v,)
+print("all scores -5: weights", softmax(low).round(3), "sum", softmax(low).sum().round(3),
+      f"-> output norm {np.linalg.norm(out_plain):.3f}")
+# A 'sink': one extra key with a zero value and a higher score absorbs most of the weight.
+w_sink = softmax(np.append(low, 0.0))                   # (S + 1,)
+out_sink = w_sink @ np.vstack([v_row, np.zeros(3)])     # (D_v,)
+print(f"plus a sink key (score 0, value 0): weight on the sink {w_sink[-1]:.3f}, "
+      f"output norm {np.linalg.norm(out_sink):.3f}")
 
 # %% [markdown]
 # ## 6. The context vector
@@ -675,27 +707,28 @@ scores = scaled_dot_scores(q, k)                # (B, L, S) = (2, 3, 5)
 weights = masked_softmax(scores, pad_mask)      # (B, L, S)
 context = weights @ v                           # (B, L, S) @ (B, S, D_v) -> (B, L, D_v) = (2, 3, 6)
 print("scores", scores.shape, "weights", weights.shape, "context", context.shape)
-print("weights of batch element 1 (padding keys 3, 4 get 0):\n", weights[1])
+fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
+show_weights(axes[0], weights[0], "element 0: 5 real keys")
+image = show_weights(axes[1], weights[1], "element 1: keys 3, 4 are padding")
+fig.colorbar(image, ax=axes, label="weight")
+plt.show()
 
 # %% [markdown] tags=["question:theory-9"]
 # ### What is the attention context vector and how is it computed?
 #
-# It is the output of attention for one query: the weighted average of the values,
-# $c_i = \sum_{j=1}^{S} \alpha_{ij} v_j$, with $\alpha_i = \operatorname{softmax}_j(\operatorname{score}(q_i, k_j))$.
-# For all queries it is one matrix product, weights `(L, S)` @ values `(S, D_v)` -> `(L, D_v)`, or
-# `(B, H, L, S) @ (B, H, S, D_v) -> (B, H, L, D_v)` with batch and heads. In Bahdanau's translation model
-# the values (and keys) are the encoder states $h_j$ and a new $c_t$ is computed at every decoder step from
-# the previous decoder state; $c_t$ is then combined with the decoder state to predict the next word
-# (Luong concatenates $[c_t; s_t]$ and applies a `tanh` layer). This replaces the single context vector
-# $c = h_S$ of the plain encoder–decoder, which was the same for every step.
-# Properties worth stating: its width is $D_v$ whatever $S$ is; since the weights are non-negative and
-# sum to 1 it lies in the convex hull of the values (each coordinate between the values' min and max);
-# it is invariant to permuting the (key, value) pairs together; and it is differentiable with respect to
-# both the weights and the values. In a Transformer, each head produces such vectors, which are
-# concatenated over heads and projected by $W_O$.
-# Pitfalls: summing over the wrong axis (the weights are normalised over $S$), assuming values equal keys
-# (they need not), and NaN contexts from fully masked rows (our convention returns a zero vector).
-# The cell below checks these properties on the example above.
+# It is attention's output for one query, the weighted average of the values, $c_i = \sum_j \alpha_{ij} v_j$;
+# for all queries it is one product, `(L, S) @ (S, D_v) -> (L, D_v)`. In RNN translation it replaced the
+# single summary $h_S$ with a fresh context for every decoder step (Bahdanau et al. 2014).
+#
+# - Bahdanau et al. (2014): the values are annotations $h_j$ of a **bidirectional** RNN (forward and
+#   backward states concatenated, so $h_j$ describes both sides of word $j$); the weights come from the
+#   **previous** decoder state $s_{t-1}$, and $c_t$ then helps compute $s_t$.
+# - Luong et al. (2015): the weights come from the **current** state $h_t$, and
+#   $\tilde h_t = \tanh(W_c [c_t; h_t])$ predicts the word (notebook 03).
+# - Properties (checked below): width $D_v$ whatever $S$ is; inside the values' bounding box; invariant
+#   to permuting the (key, value) pairs together; equivariant to permuting the queries.
+# - Pitfalls: summing over the wrong axis, assuming values equal keys, and NaN contexts from fully masked
+#   rows (ours are zero vectors).
 
 # %%
 manual = np.zeros((2, 3, 6))                    # (B, L, D_v) by the definition, one sum per query
@@ -710,6 +743,9 @@ print("every context coordinate lies between the values' min and max:", inside.a
 perm = np.array([2, 0, 1, 3, 4])                # permute the 3 real keys of element 1, with their values
 c_perm = masked_softmax(scaled_dot_scores(q[1], k[1, perm]), pad_mask[1]) @ v[1, perm]  # (L, D_v)
 print("permuting (key, value) pairs together leaves the context unchanged:", np.allclose(c_perm, context[1]))
+q_perm = np.array([2, 0, 1])                    # permute the queries instead
+c_qperm = masked_softmax(scaled_dot_scores(q[:, q_perm], k), pad_mask) @ v  # (B, L, D_v)
+print("permuting the queries permutes the contexts the same way:", np.allclose(c_qperm, context[:, q_perm]))
 no_keys = masked_softmax(scores, np.zeros((2, 3, 5), dtype=bool)) @ v  # every row fully masked
 print("fully masked rows give a zero context:", np.all(no_keys == 0))
 
@@ -725,7 +761,7 @@ print("fully masked rows give a zero context:", np.all(no_keys == 0))
 # state), and the decoder reads only that vector at every step; its capacity does not grow with the input
 # length, so long sentences lose information, especially their early tokens, whose signal and gradients
 # pass through many recurrent updates. Attention keeps all $S$ encoder states and, at each decoder step,
-# scores them against the current decoder state, normalises the scores with a softmax and reads a fresh
+# scores them against the decoder state, normalises the scores with a softmax and reads a fresh
 # weighted average (the context vector) of them. So the memory grows with the input, each output word can
 # focus on the source words it needs (a soft alignment), and every source position is one step from
 # every output, at a cost of $O(S)$ work per decoder step.
@@ -739,5 +775,10 @@ print("fully masked rows give a zero context:", np.all(no_keys == 0))
 # | weights | $w_{ij} = \operatorname{softmax}_j(s_{ij})$, masked pairs $\to 0$, fully masked row $\to 0$ | `(..., L, S)` |
 # | context | $c_i = \sum_j w_{ij} v_j$ | `(..., L, S) @ (..., S, D_v) -> (..., L, D_v)` |
 #
+# **Questions answered:** qa-1 (what attention computes), theory-1 (the concept), theory-2 (the seq2seq
+# bottleneck), theory-6 (additive vs multiplicative), theory-7 (computing the weights), theory-8 (softmax),
+# theory-9 (the context vector).
+#
 # Next, notebook 02 puts these pieces together as scaled dot-product attention with queries, keys and
-# values projected from the inputs, and adds causal masks.
+# values projected from the inputs, adds causal and padding masks, and trains a small model to show what
+# the $1/\sqrt{D}$ does in practice.

@@ -19,14 +19,16 @@
 # the masks that decide who may look at whom.
 #
 # **You will learn**
-# - what queries, keys and values are, and where they come from (learned projections);
+# - where queries, keys and values come from (learned projections) and what each of them decides;
 # - the formula with the shape of every matrix: $Q$ `(..., L, D)`, $K$ `(..., S, D)`, $V$ `(..., S, D_v)`;
-# - why the scores are divided by $\sqrt{D}$, measured rather than asserted;
-# - to implement `scaled_dot_product_attention`, `causal_mask` and `padding_mask`, and to test the
-#   first against PyTorch;
+# - why the scores are divided by $\sqrt{D}$: measured at initialisation, then in a small training run;
 # - self- versus cross-attention;
-# - causal masks aligned to the end (and how PyTorch's `is_causal=True` differs), padding masks, and
-#   what a query with nothing to attend to should return.
+# - causal masks aligned to the end (and how PyTorch's `is_causal=True` and FlashAttention's
+#   `causal=True` differ), prefix-LM and sliding-window masks, padding masks, and what a query with
+#   nothing to attend to should return.
+#
+# **You will build** `scaled_dot_product_attention` in `src/attnlab/attention.py` (and test it against
+# PyTorch), then `causal_mask` and `padding_mask` in `src/attnlab/masks.py`.
 #
 # Shape legend: B batch, H heads, L queries, S keys/values, D query/key width, D_v value width,
 # E model width. Masks are boolean and mean *may attend*: `True` keeps a position.
@@ -47,26 +49,22 @@ def row_softmax(x):
     e = np.exp(x - x.max(axis=-1, keepdims=True))  # shift by the row max: exp never overflows
     return e / e.sum(axis=-1, keepdims=True)
 
+
+def show_weights(ax, w, title, xlabel="key position j", ylabel="query position i"):
+    """Draw an (L, S) array of weights as a heatmap on a fixed 0-1 scale; NaN cells in red."""
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("red")                         # NaN is drawn, never hidden
+    image = ax.imshow(np.ma.masked_invalid(w), cmap=cmap, vmin=0, vmax=1)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xticks=range(w.shape[1]), yticks=range(w.shape[0]))
+    return image
+
 # %% [markdown]
 # ## 1. Queries, keys and values
 #
-# Attention is a **soft dictionary lookup**. A Python `dict` compares a query with every key and
-# returns the value of the one key that matches exactly. Attention compares a query with every key,
-# turns the similarities into weights with a softmax, and returns the weighted *average* of all the
-# values. Because nothing is picked with an `argmax`, the lookup is differentiable.
-
-# %%
-keys = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])  # (S=3, D=2): three slots
-values = np.array([[10.0], [20.0], [30.0]])              # (S=3, D_v=1): what each slot holds
-query = np.array([[2.0, 0.5]])                           # (L=1, D=2): most similar to slot 0
-
-scores = query @ keys.T                                  # (1, 3)
-weights = row_softmax(scores)                            # (1, 3), sums to 1
-print("scores ", scores.round(2))
-print("weights", weights.round(3))
-print("soft lookup returns", (weights @ values).round(2).item(), "(a hard lookup would return 10.0)")
-
-# %% [markdown]
+# **Recap of notebook 01.** Attention is a soft dictionary lookup: score a query against every key,
+# turn the scores into weights with a softmax over the keys, and return the weighted average of the
+# values. Nothing is picked with an `argmax`, so the lookup is differentiable.
+#
 # In a Transformer the three roles are not given: they are **learned linear projections** of the
 # token representations. With inputs $X$ of shape `(B, L, E)`:
 #
@@ -100,35 +98,34 @@ print("x_i.x_j symmetric:", np.allclose(raw, raw.T), "| q_i.k_j symmetric:", np.
 # %% [markdown] tags=["question:qa-2"]
 # ### What are Query, Key, and Value?
 #
-# They are three views of the same tokens, produced by three learned matrices: $Q = X W_q$,
-# $K = X_{\text{src}} W_k$, $V = X_{\text{src}} W_v$, with $X$ of shape `(B, L, E)`, $W_q, W_k$ of
-# shape `(E, D)` and $W_v$ of shape `(E, D_v)`; in self-attention $X_{\text{src}} = X$. The query of a
-# position says what it is looking for, the key of a position says how it should be found, and the
-# value is what it contributes once found. The score $q_i \cdot k_j$ decides how much of $v_j$ flows
-# into output $i$, so $Q$ and $K$ must share the width $D$ while $V$ may have any width $D_v$. The
-# mental model is a dictionary lookup made soft: instead of returning the value whose key equals the
-# query, return the softmax-weighted average of all values. A common follow-up is "why not use $X$
-# directly?": then the scores $XX^\top$ are symmetric and each token tends to match itself best;
-# separate projections let "what I match on" differ from "what I transmit", and let relevance be
-# asymmetric (the cell above shows it). Pitfall: Q, K and V are not three different inputs; in
-# self-attention they are the same tokens seen through three matrices.
+# They are three learned linear views of the tokens: a query $q_i = x_i W_q$ says what position $i$ is
+# looking for, a key $k_j = x_j W_k$ what position $j$ can be matched on, and a value $v_j = x_j W_v$ what
+# $j$ hands over once matched (Vaswani et al. 2017). Query–key dot products set the weights and the
+# values are what gets averaged, so $Q$ `(..., L, D)` and $K$ `(..., S, D)` share the width $D$ while $V$
+# `(..., S, D_v)` may have its own.
+#
+# - They are not three inputs: in self-attention all three project the same $X$ `(B, L, E)`; in
+#   cross-attention $Q$ comes from the decoder and $K, V$ from the encoder output (section 5).
+# - Why not use $X$ directly: $x_i \cdot x_j$ is symmetric and each token tends to match itself best;
+#   separate $W_q, W_k$ make relevance asymmetric (checked above), and separate $W_k, W_v$ let what a
+#   token is matched on differ from what it hands over.
+# - Keys and values come in pairs (same $S$); the number of queries $L$ is free, which cross-attention
+#   and cached decoding rely on.
 
 # %% [markdown] tags=["question:theory-5"]
 # ### Explain the three main components of attention: Query, Key, Value.
 #
-# Attention computes $\mathrm{softmax}(QK^\top/\sqrt{D})\,V$, and each component plays one part in it.
-# **Queries** $Q$ `(..., L, D)`: one row per position that *asks*; the output has one row per query,
-# `(..., L, D_v)`. **Keys** $K$ `(..., S, D)`: one row per position that can be *found*; comparing
-# queries with keys gives the `(..., L, S)` score matrix, so keys alone decide *where* each query
-# looks. **Values** $V$ `(..., S, D_v)`: one row per key, paired with it; they decide *what* comes
-# back, and never influence the weights. Keys and values always come in pairs (same $S$, same
-# source sequence) while the number of queries $L$ is independent, which is what makes
-# cross-attention and decoding with a cache possible. Because a past token's key and value do not
-# change when new tokens arrive, generation stores them (the *KV cache*) and only computes a query
-# for the new token. In multi-head attention each head has its own slice of $Q$, $K$ and $V$;
-# grouped-query attention shares each key/value head among several query heads to shrink that cache.
-# The cell below checks the division of labour: new values leave the weights untouched, new keys
-# change them.
+# What each one is, with shapes, is the answer above (qa-2); the point this question probes is the
+# division of labour. The weights $\mathrm{softmax}(QK^\top/\sqrt{D})$ depend on the queries and the keys
+# together, while the values never touch the weights and only decide what is mixed (checked below: new
+# values leave the weights unchanged, new keys change them).
+#
+# - One output row per query, `(..., L, D_v)`; keys and values share $S$.
+# - In causal stacks a past token's key and value do not change when later tokens arrive, so generation
+#   caches them (the KV cache, notebook 12) and computes only the new token's query. In a bidirectional
+#   encoder the keys above the first layer depend on every token, so there is nothing to reuse.
+# - Multi-query and grouped-query attention share each key/value head among several query heads to shrink
+#   that cache (Shazeer 2019; Ainslie et al. 2023).
 
 # %%
 def attend(Q, K, V):
@@ -177,17 +174,20 @@ print("row sums of weights:", weights.sum(axis=-1).round(12))
 # %% [markdown] tags=["question:qa-3"]
 # ### Scaled dot-product attention formula.
 #
-# $\mathrm{Attention}(Q,K,V) = \mathrm{softmax}(QK^\top/\sqrt{D})\,V$, with $Q$ `(..., L, D)`,
-# $K$ `(..., S, D)`, $V$ `(..., S, D_v)`. In three steps: scores $QK^\top/\sqrt{D}$ of shape
-# `(..., L, S)` (one similarity per query-key pair); weights = softmax of each score row over the
-# key axis, so every row is a probability distribution over the $S$ keys; output = weights $\cdot V$,
-# shape `(..., L, D_v)`, a weighted average of value rows per query. $D$ is the *per-head*
-# query/key width ($d_k$), not the model width $E$, and the factor is $1/\sqrt{D}$, not $1/D$: it
-# brings the variance of $q\cdot k$ back to about 1 so the softmax does not saturate (section 3).
-# A mask, when there is one, is applied to the scores before the softmax. Typical bugs an
-# interviewer probes: softmax over the query axis instead of the key axis (columns sum to 1, not
-# rows), transposing all axes of $K$ instead of the last two, or scaling by $\sqrt{E}$. The cost is
-# $O(LSD + LSD_v)$ time and $O(LS)$ memory for the weights per (batch, head).
+# $\mathrm{Attention}(Q,K,V) = \mathrm{softmax}(QK^\top/\sqrt{D})\,V$ with $Q$ `(..., L, D)`, $K$
+# `(..., S, D)` and $V$ `(..., S, D_v)` (Vaswani et al. 2017): scores `(..., L, S)`, a softmax over the key
+# axis so each row is a distribution over the $S$ keys, and an output `(..., L, D_v)`. The $1/\sqrt{D}$
+# keeps the scores at unit variance at initialisation (for unit-variance query and key entries), so the
+# softmax does not start saturated (section 3).
+#
+# - $D$ is the per-head query/key width ($d_k$), not the model width $E$; the factor is $1/\sqrt{D}$,
+#   not $1/D$.
+# - A mask acts on the scores before the softmax; zeroing weights after it breaks the row sums.
+# - Cost per (batch, head): $2LSD + 2LSD_v$ flops and an `(L, S)` weight matrix, so memory is quadratic
+#   in length unless a kernel streams it (FlashAttention, Dao et al. 2022; notebook 08).
+# - Bugs interviewers probe: softmax over the query axis (columns sum to 1), transposing every axis of
+#   $K$ instead of the last two, scaling by $\sqrt{E}$.
+# - It has no parameters of its own; they live in the projections.
 
 # %% [markdown]
 # ## 3. Why divide by $\sqrt{D}$?
@@ -197,9 +197,10 @@ print("row sums of weights:", weights.sum(axis=-1).round(12))
 #
 # $$\mathrm{Var}(q\cdot k) = D, \qquad \mathrm{Var}\!\left(\frac{q\cdot k}{\sqrt{D}}\right) = 1.$$
 #
-# Unscaled, the scores spread out like $\sqrt{D}$; a softmax of widely spread scores puts almost all
-# its weight on the largest one (it *saturates*). The experiment below draws $S=32$ keys per query
-# for growing $D$ and measures the score variance, the mean largest weight in a row (1/32 is
+# That is the situation at initialisation, not after training (trained queries and keys are not
+# independent). Unscaled, the scores spread out like $\sqrt{D}$; a softmax of widely spread scores puts
+# almost all its weight on the largest one (it *saturates*). The experiment below draws $S=32$ keys per
+# query for growing $D$ and measures the score variance, the mean largest weight in a row (1/32 is
 # uniform, 1 is one-hot) and the mean entropy of a row (at most $\ln 32$).
 
 # %%
@@ -236,15 +237,15 @@ plt.show()
 
 # %% [markdown]
 # Unscaled, the variance grows like $D$ and the softmax heads for one-hot (max weight near 1,
-# entropy near 0); scaled, all three curves stay flat. Saturation is not only a modelling problem,
-# it kills learning. With $p = \mathrm{softmax}(z)$,
+# entropy near 0); scaled, all three curves stay flat. Saturation matters for learning. With
+# $p = \mathrm{softmax}(z)$,
 #
 # $$\frac{\partial p_i}{\partial z_j} = p_i(\delta_{ij} - p_j), \qquad J = \mathrm{diag}(p) - pp^\top,$$
 #
 # and when $p$ is (nearly) one-hot every entry of $J$ is (nearly) 0: the diagonal terms
-# $p_i(1-p_i)$ vanish and so do the products $p_ip_j$. No gradient reaches the scores, hence none
-# reaches $W_q$ and $W_k$. Below, the same logits multiplied by growing factors (as an unscaled
-# score grows with $\sqrt{D}$); the Jacobian formula is first checked against finite differences.
+# $p_i(1-p_i)$ vanish and so do the products $p_ip_j$. A saturated row passes (almost) no gradient
+# back to its scores. Below, the same logits multiplied by growing factors (as an unscaled score
+# grows with $\sqrt{D}$); the Jacobian formula is first checked against finite differences.
 
 # %%
 def softmax_jacobian(p):
@@ -261,35 +262,265 @@ for factor in [1, 4, 16, 64]:  # sqrt(D) for D = 1, 16, 256, 4096
     p = row_softmax(factor * z)
     print(f"logits x{factor:<3d} max weight {p.max():.4f}   largest |dp_i/dz_j| {np.abs(softmax_jacobian(p)).max():.1e}")
 
+# %% [markdown]
+# ### 3.1 Does it matter in training? Scaled and unscaled, side by side
+#
+# Everything above is about one moment, initialisation. To see what it does to learning we train the
+# same one-layer attention model twice on a **retrieval task**, once with scores $q\cdot k/\sqrt{D}$ and
+# once with $q\cdot k$, at $D = 256$.
+#
+# - **Task.** An example is a set of $S = 16$ slots; slot $j$ holds a key token $a_j$ (16 distinct keys
+#   out of 64) and a value token $b_j$ (one of 16). The query is one of the 16 keys; the answer is the
+#   value stored in the same slot. Chance is 1/16, a loss of $\ln 16 \approx 2.77$.
+# - **Model.** Embeddings of width $E = 64$; $q = e(\text{query}) W_q$ and $k_j = e(a_j) W_k$ with
+#   $W_q, W_k$ of shape `(E, D)` = `(64, 256)`; $v_j = e(b_j) W_v$; one attention read-out, then a
+#   linear classifier over the 16 values. $W_q$ and $W_k$ start with entries of variance $1/E$, so the
+#   entries of $q$ and $k$ have variance about 1: the setting of the variance argument.
+# - **Comparison.** Each pair shares everything but the $1/\sqrt{D}$: the same initial weights, the same
+#   batches of 64 examples, Adam. Three seeds at learning rate $3 \cdot 10^{-3}$, plus one seed at
+#   $10^{-3}$ and at $10^{-2}$, to see whether another learning rate closes the gap.
+#
+# All ten models train at once: their parameters are stacked along a leading model axis $M$, which
+# changes nothing in the arithmetic of each one (each gets the gradient of its own loss).
+
+# %%
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+N_KEYS, N_VALUES, S_SLOTS, E_EMB, D_QK = 64, 16, 16, 64, 256
+BATCH, STEPS = 64, 300
+# (learning rate, seed, scaled?): the two models of a (learning rate, seed) pair start from the same weights
+RUNS = ([(3e-3, seed, scaled) for seed in (0, 1, 2) for scaled in (True, False)]
+        + [(lr, 0, scaled) for lr in (1e-3, 1e-2) for scaled in (True, False)])
+
+
+def retrieval_batch(gen, n):
+    """n examples: S distinct key tokens, S value tokens, the query (one of the keys) and its value."""
+    keys = torch.rand(n, N_KEYS, generator=gen).argsort(dim=1)[:, :S_SLOTS]  # (n, S), distinct per row
+    values = torch.randint(N_VALUES, (n, S_SLOTS), generator=gen)           # (n, S)
+    slot = torch.randint(S_SLOTS, (n,), generator=gen)                      # (n,) the slot asked about
+    rows = torch.arange(n)
+    return keys, values, keys[rows, slot], values[rows, slot]               # (n, S), (n, S), (n,), (n,)
+
+
+def init_params(seed):
+    gen = torch.Generator().manual_seed(seed)
+
+    def normal(*shape, std=1.0):
+        return (std * torch.randn(*shape, generator=gen)).requires_grad_()
+
+    return {"key_emb": normal(N_KEYS, E_EMB), "value_emb": normal(N_VALUES, E_EMB),
+            "W_q": normal(E_EMB, D_QK, std=E_EMB ** -0.5), "W_k": normal(E_EMB, D_QK, std=E_EMB ** -0.5),
+            "W_v": normal(E_EMB, E_EMB, std=E_EMB ** -0.5), "W_o": normal(E_EMB, N_VALUES, std=E_EMB ** -0.5),
+            "b_o": torch.zeros(N_VALUES, requires_grad=True)}
+
+
+def forward(P, scale, keys, values, query):
+    """M models at once. P[name]: (M, ...) parameters, scale (M,), tokens (M, n, S) and (M, n).
+    Returns logits (M, n, N_VALUES), weights (M, n, S) and scores (M, n, S)."""
+    m = torch.arange(len(scale))[:, None]                          # (M, 1) model index
+    # Project each embedding table once, then look the tokens up: the same numbers as projecting
+    # every token's embedding, for a fraction of the work.
+    q = (P["key_emb"] @ P["W_q"])[m, query]                        # (M, n, D)
+    k = (P["key_emb"] @ P["W_k"])[m[..., None], keys]              # (M, n, S, D)
+    v = (P["value_emb"] @ P["W_v"])[m[..., None], values]          # (M, n, S, E)
+    scores = (k @ q[..., None])[..., 0] * scale[:, None, None]     # (M, n, S, D) @ (M, n, D, 1) -> (M, n, S)
+    weights = scores.softmax(dim=-1)                               # (M, n, S)
+    context = (weights[:, :, None, :] @ v)[:, :, 0]                # (M, n, 1, S) @ (M, n, S, E) -> (M, n, E)
+    return context @ P["W_o"] + P["b_o"][:, None], weights, scores
+
+
+threads = torch.get_num_threads()
+torch.set_num_threads(1)  # small matrices: on a shared 2-core machine a second thread mostly waits
+params = [init_params(seed) for _, seed, _ in RUNS]
+optimizer = torch.optim.Adam([{"params": list(p.values()), "lr": lr} for p, (lr, _, _) in zip(params, RUNS)])
+scale = torch.tensor([D_QK ** -0.5 if scaled else 1.0 for _, _, scaled in RUNS])  # (M,)
+streams = {seed: torch.Generator().manual_seed(1000 + seed) for seed in sorted({s for _, s, _ in RUNS})}
+M = len(RUNS)
+history = {name: torch.zeros(STEPS, M) for name in ("loss", "accuracy", "qk_grad_norm", "saturated", "on_match")}
+started = time.perf_counter()
+for step in range(STEPS):
+    data = {seed: retrieval_batch(gen, BATCH) for seed, gen in streams.items()}  # one batch per seed
+    keys, values, query, target = (torch.stack([data[seed][i] for _, seed, _ in RUNS]) for i in range(4))
+    P = {name: torch.stack([p[name] for p in params]) for name in params[0]}  # (M, ...)
+    logits, weights, _ = forward(P, scale, keys, values, query)
+    loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(M, BATCH).mean(dim=1)
+    optimizer.zero_grad()
+    loss.sum().backward()  # no parameter is shared, so each model gets the gradient of its own loss
+    with torch.no_grad():
+        history["loss"][step] = loss
+        history["accuracy"][step] = (logits.argmax(dim=-1) == target).float().mean(dim=1)
+        history["qk_grad_norm"][step] = torch.stack(
+            [torch.cat([p["W_q"].grad.flatten(), p["W_k"].grad.flatten()]).norm() for p in params])
+        history["saturated"][step] = (weights.max(dim=-1).values > 0.99).float().mean(dim=1)
+        history["on_match"][step] = (weights * (keys == query[..., None])).sum(dim=-1).mean(dim=1)
+    optimizer.step()
+train_seconds = time.perf_counter() - started
+torch.set_num_threads(threads)
+
+
+def steps_to_90(accuracy, window=20):
+    """First step at which the accuracy averaged over the last `window` steps reaches 90%, or None."""
+    rolling = accuracy.unfold(0, window, 1).mean(dim=-1)
+    reached = (rolling >= 0.9).nonzero()
+    return int(reached[0]) + window if len(reached) else None
+
+
+print(f"{M} models x {STEPS} steps in {train_seconds:.1f} s (torch {torch.__version__}, 1 CPU thread)")
+print("learning  seed | steps to 90% accuracy | saturated rows, steps 0-9 | |grad W_q, W_k|, steps 0-9 |"
+      " loss, last 20 steps")
+print("rate           |  scaled    unscaled   |  scaled    unscaled      |  scaled    unscaled         |"
+      "  scaled  unscaled")
+ratios = []
+for i in range(0, M, 2):  # runs come in (scaled, unscaled) pairs
+    (lr, seed, _), pair = RUNS[i], (i, i + 1)
+    reached = [steps_to_90(history["accuracy"][:, j]) for j in pair]
+    shown = [str(r) if r is not None else f">{STEPS}" for r in reached]
+    ratios.append((reached[1] or STEPS) / (reached[0] or STEPS))  # a run that never got there counts as STEPS
+    sat = [history["saturated"][:10, j].mean().item() for j in pair]
+    grad = [history["qk_grad_norm"][:10, j].mean().item() for j in pair]
+    final = [history["loss"][-20:, j].mean().item() for j in pair]
+    print(f"{lr:<8g}  {seed:4d} |  {shown[0]:>6}    {shown[1]:>6}     |  {sat[0]:6.0%}    {sat[1]:6.0%}        |"
+          f"  {grad[0]:6.2f}    {grad[1]:6.2f}           |  {final[0]:6.3f}  {final[1]:6.3f}")
+print(f"unscaled / scaled steps to 90%: at least {min(ratios):.1f}x in every pair")
+
+
+# %%
+def moving_average(x, n=10):
+    """Mean over the last n steps, (STEPS, M) -> (STEPS - n + 1, M): the per-batch values are noisy."""
+    return np.stack([np.convolve(col, np.ones(n) / n, mode="valid") for col in x.numpy().T], axis=1)
+
+
+fig, axes = plt.subplots(2, 2, figsize=(12, 7.5), sharex=True)
+panels = [("loss", "training loss (cross-entropy)", "(a) loss"),
+          ("qk_grad_norm", "gradient norm of (W_q, W_k)", "(b) query/key gradient norm"),
+          ("saturated", "share of rows with max weight > 0.99", "(c) saturated softmax rows"),
+          ("on_match", "attention weight on the matching slot", "(d) what attention learned")]
+steps_axis = np.arange(10, STEPS + 1)  # the 10-step average ending at each step
+for ax, (name, ylabel, title) in zip(axes.flat, panels):
+    smoothed = moving_average(history[name])
+    for j, (lr, seed, scaled) in enumerate(RUNS):
+        if lr != 3e-3:
+            continue
+        ax.plot(steps_axis, smoothed[:, j], color="C0" if scaled else "C3", alpha=0.85,
+                label=(r"$q\cdot k/\sqrt{D}$" if scaled else r"$q\cdot k$ (unscaled)") if seed == 0 else None)
+    ax.set(title=title, ylabel=ylabel)
+    ax.legend()
+axes[0, 0].axhline(math.log(N_VALUES), color="k", ls=":", lw=1)
+axes[0, 1].set_yscale("log")
+for ax in axes[1]:
+    ax.set_xlabel("training step (10-step moving average; 3 seeds, learning rate 3e-3)")
+fig.suptitle(f"Retrieval with one attention layer, D = {D_QK}: scaled vs unscaled scores")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **What the run shows** (the table and the four panels, 3 seeds at $3 \cdot 10^{-3}$):
+#
+# - (a), (d): the scaled model's loss sits near $\ln 16$ (dotted) for a few dozen steps, then falls to
+#   nearly 0 as its attention locks onto the matching slot. The unscaled model's loss falls slowly, and
+#   its weight on the matching slot creeps up; by the table it needs several times more steps to reach
+#   90% accuracy in every pair, at all three learning rates, so a different learning rate does not close
+#   the gap here.
+# - (c): from step 0, most of the unscaled model's softmax rows are saturated (max weight above 0.99)
+#   on whatever key happens to score highest, while almost no scaled row is. Once trained, the scaled model
+#   saturates too, on the right slot: being one-hot is the solution here, starting one-hot at random is
+#   the problem.
+# - (b): before either model has learned, the gradient norm of $W_q, W_k$ is several times **larger**
+#   for the unscaled model (steps 0-9 in the table), not smaller. So "the gradient vanishes" is not what
+#   the norm shows; the cell below looks inside it. (The scaled model's norm collapses later only
+#   because it has solved the task.)
+
+# %%
+P0 = {name: torch.stack([t.detach()] * 2) for name, t in init_params(0).items()}  # one model, twice
+for name in P0:
+    P0[name].requires_grad_()
+pair_scale = torch.tensor([D_QK ** -0.5, 1.0])  # (2,): scaled, unscaled
+n_big = 4096
+keys, values, query, target = (t.expand(2, *t.shape)
+                               for t in retrieval_batch(torch.Generator().manual_seed(7), n_big))
+logits, weights, scores = forward(P0, pair_scale, keys, values, query)
+scores.retain_grad()
+loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(2, n_big).mean(dim=1)
+loss.sum().backward()
+row_grad = scores.grad.norm(dim=-1) * n_big  # (2, n): |d loss_r / d scores_r| of each example r
+top_share = row_grad.sort(dim=1, descending=True).values[:, : n_big // 10].sum(dim=1) / row_grad.sum(dim=1)
+for j, name in enumerate(("scaled  ", "unscaled")):
+    qk_grad = torch.cat([P0["W_q"].grad[j].flatten(), P0["W_k"].grad[j].flatten()]).norm()
+    print(f"{name} at initialisation: score std {scores[j].std():5.2f} | saturated rows "
+          f"{(weights[j].max(dim=-1).values > 0.99).float().mean():4.0%} | median row |dL/dscores| "
+          f"{row_grad[j].median():.1e} | share from the top 10% rows {top_share[j]:4.0%} | |grad W_q, W_k| {qk_grad:.2f}")
+
+# %% [markdown]
+# At initialisation the unscaled model's median row passes back a score gradient nearly a hundred
+# times smaller than the scaled model's, and a tenth of its rows (the unsaturated ones, whose top
+# scores nearly tie) carry most of the total. Its $W_q, W_k$ gradient is nevertheless larger, because dropping $1/\sqrt{D}$ also multiplies
+# the gradient of the scores with respect to $q$ and $k$ by $\sqrt{D} = 16$. So the unscaled model is
+# not starved of gradient *size*; each step learns mostly from a few examples instead of the whole batch.
+# (With Adam, which divides each step by a running gradient scale, size matters little anyway.) The
+# conclusions are for this task, this initialisation and Adam; they are the behaviour the variance
+# argument predicts, not a proof that it holds everywhere.
+
 # %% [markdown] tags=["question:theory-14"]
 # ### Why is scaling important in dot-product attention?
 #
-# With $q$ and $k$ entries of mean 0 and variance 1 (roughly the situation at initialisation),
-# $q\cdot k$ has variance $D$, so its typical size grows like $\sqrt{D}$: for $D=128$ scores differ
-# by tens of units. The softmax of such scores is nearly one-hot (plot (b) above), and its Jacobian
-# $\mathrm{diag}(p)-pp^\top$ is then nearly zero, so the gradients reaching $W_q$ and $W_k$ vanish and
-# attention freezes into whatever hard pattern it started with. Dividing by $\sqrt{D}$ restores unit
-# variance for every width, so the softmax starts in its sensitive, high-entropy regime and the same
-# learning rate works whatever the head size. Large logits are also a numerical hazard in fp16/bf16.
-# Pitfalls: the $D$ is the per-head query/key width, not $E$; $1/D$ is a different choice (used
-# deliberately in μP-style parametrisations), not an equivalent one. The argument only holds at
-# initialisation: trained weights can still grow large logits, which is why some models add
-# QK-normalisation or a learned temperature. Additive (Bahdanau) attention needs no such factor
-# because its $\tanh$ bounds the hidden units.
+# At initialisation, with query and key entries of mean 0 and variance 1, $q \cdot k$ has variance $D$,
+# so unscaled scores spread like $\sqrt{D}$ and, at large $D$, most softmax rows start nearly one-hot on
+# arbitrary keys; dividing by $\sqrt{D}$ gives unit-variance scores. In section 3.1, at $D = 256$, the
+# unscaled model needs several times more steps to learn a retrieval task, at every learning rate tried.
+#
+# - Mechanism: a saturated row's Jacobian $\mathrm{diag}(p) - pp^\top$ is nearly 0, so the few rows near
+#   a tie carry most of the signal; the q/k gradient *norm* hides this (it is larger unscaled).
+# - The variance argument holds at initialisation only; trained $q$ and $k$ become correlated, and μP
+#   argues for $1/D$ for that reason (Yang et al. 2022).
+# - Logits can still grow in training: ViT-22B's training diverged from it until LayerNorm was applied
+#   to queries and keys (Dehghani et al. 2023); L2-normalising them (QK-norm, Henry et al. 2020) bounds
+#   the score (cell below).
+# - Additive scores $\sum_a w_{v,a} \tanh(\cdot)$ sum $A$ bounded terms: their scale is set by $A$ and
+#   $w_v$'s initialisation, not by $D$; `tanh` bounds each term, not the sum (cell below).
+
+# %%
+rng = np.random.default_rng(0)
+E_demo, D_demo = 64, 128
+x_tok = rng.standard_normal((32, E_demo))                          # (n, E) token states
+W_qd, W_kd = rng.standard_normal((2, E_demo, D_demo)) / np.sqrt(E_demo)
+
+
+def l2_normalise(a):
+    return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+
+for growth in (1, 10):  # projection weights grown 10x, as they can during training
+    qd, kd = growth * x_tok @ W_qd, growth * x_tok @ W_kd        # (n, D) each
+    plain = qd @ kd.T / np.sqrt(D_demo)                          # (n, n)
+    qk_norm = l2_normalise(qd) @ l2_normalise(kd).T              # cosine, in [-1, 1]; times a learned scale g
+    print(f"weights x{growth:<2d}: largest |score| plain {np.abs(plain).max():7.1f}, with QK-norm {np.abs(qk_norm).max():.2f}")
+
+A_hidden = [16, 256, 4096]  # hidden width of additive attention
+for std_name, std in (("w_v ~ N(0, 1)  ", lambda A: 1.0), ("w_v ~ N(0, 1/A)", lambda A: A ** -0.5)):
+    spreads = []
+    for A in A_hidden:
+        hidden = np.tanh(rng.standard_normal((2000, A)))            # (pairs, A): each term in [-1, 1]
+        spreads.append((hidden @ (std(A) * rng.standard_normal(A))).std())
+    print(f"additive scores, {std_name}: std over pairs for A = {A_hidden}: {np.round(spreads, 2)}")
 
 # %% [markdown]
 # **Written answer.** Explain in 3-4 sentences what goes wrong if you forget the $1/\sqrt{D}$
 # scaling when $D = 512$, and how you would notice it during training.
 
 # %% [markdown] tags=["answer", "points:2"]
-# With unit-variance queries and keys, $q\cdot k$ has variance 512 (standard deviation about 22.6), so
-# the scores in a row differ by tens of units and the softmax is essentially one-hot from the first
-# step. A saturated softmax has Jacobian $\mathrm{diag}(p)-pp^\top \approx 0$, so almost no gradient
-# reaches the scores and hence $W_q$, $W_k$: attention stays stuck on arbitrary hard patterns and
-# training is slow or stalls (large logits can also overflow in fp16). You would notice attention
-# entropies near 0 and one-hot heatmaps right from initialisation, score standard deviations near
-# $\sqrt{D}$, near-zero gradient norms for the query/key projections, and a loss that plateaus where
-# a scaled model keeps improving.
+# With unit-variance queries and keys at initialisation, $q\cdot k$ has variance 512 (standard deviation
+# about 22.6), so the scores of a row differ by tens of units and most rows of the softmax start nearly
+# one-hot on arbitrary keys. A saturated row has Jacobian $\mathrm{diag}(p)-pp^\top \approx 0$ and passes
+# back almost no gradient, so learning where to attend relies on the few rows that happen to be near a
+# tie: training is slower, as the run in section 3.1 shows at $D = 256$ (and large logits can overflow
+# in fp16). You would notice it in the attention statistics from the first step, attention entropies
+# near 0, most rows with a largest weight above 0.99 and score standard deviations near $\sqrt{D}$,
+# and in a loss that falls more slowly than a scaled model's; not necessarily in the query/key gradient
+# norm, which the missing $1/\sqrt{D}$ inflates.
 
 # %% [markdown]
 # ## 4. Exercise: `scaled_dot_product_attention`
@@ -325,15 +556,11 @@ check("attention.scaled_dot_product_attention")
 
 # %% [markdown]
 # **An independent oracle.** PyTorch ships the same operation as
-# `torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=None, scale=None)`,
-# with the same shapes and the same boolean-mask meaning. It returns only the output. We compare on
-# the same float64 inputs, with and without a mask and a custom scale. (PyTorch is imported here, not
-# at the top, because it takes a couple of seconds.)
+# `torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=None, scale=None)`
+# (imported as `F` in section 3.1), with the same shapes and the same boolean-mask meaning. It returns
+# only the output. We compare on the same float64 inputs, with and without a mask and a custom scale.
 
 # %%
-import torch
-import torch.nn.functional as F
-
 qt, kt, vt = (torch.from_numpy(a) for a in (q, k, v))  # float64 tensors sharing memory with q, k, v
 ref = F.scaled_dot_product_attention(qt, kt, vt).numpy()
 print(f"no mask:            max |ours - torch| = {np.abs(out - ref).max():.1e}")
@@ -347,18 +574,18 @@ print(f"mask + scale = 0.3: max |ours - torch| = {np.abs(out_m - ref_m).max():.1
 # %% [markdown] tags=["question:theory-13"]
 # ### Describe the scaled dot-product attention formula.
 #
-# $\mathrm{Attention}(Q,K,V)=\mathrm{softmax}(QK^\top/\sqrt{D})\,V$ reads right to left as "compare,
-# normalise, mix". $QK^\top$ `(..., L, S)` holds every query-key dot product at once, a similarity
-# that is large when the two vectors point the same way. Dividing by $\sqrt{D}$ is a fixed
-# temperature that keeps those scores at unit variance whatever the head width. The row-wise softmax
-# makes the weight matrix row-stochastic: each query gets a probability distribution over the $S$
-# keys. Multiplying by $V$ `(..., S, D_v)` then gives each query a convex combination of value
-# vectors, so every output lies inside the hull of the values (checked below). The operation has no
-# parameters of its own (they live in the projections producing $Q,K,V$), is differentiable
-# everywhere, and treats the key/value pairs as an unordered set: shuffling them together changes
-# nothing, which is why positions must be encoded separately. Cost per (batch, head):
-# $2LSD + 2LSD_v$ flops and an $L\times S$ weight matrix, quadratic in length; FlashAttention
-# computes the same result without ever storing that matrix.
+# The formula and its shapes are the qa-3 answer (section 2); read it **inside-out**: compare ($QK^\top$,
+# every query–key dot product), scale (the fixed temperature $\sqrt{D}$), normalise (a row-wise softmax,
+# one distribution over the keys per query), mix (multiply by $V$). Two consequences are worth saying,
+# and the cell below checks both: each output is a convex combination of the values, and shuffling the
+# (key, value) pairs together changes nothing.
+#
+# - Convex combination: every output coordinate lies between that coordinate's minimum and maximum over
+#   the values.
+# - Attention sees the keys as a set, so order must come from positional information (notebook 05).
+# - Scale: at 4k tokens, one attention layer of Llama 2 7B ($H = 32$, $D = 128$; Touvron et al. 2023)
+#   does the arithmetic printed below, and its weights, if stored, take the memory printed below;
+#   FlashAttention never stores them (Dao et al. 2022).
 
 # %%
 lo, hi = v.min(axis=-2, keepdims=True), v.max(axis=-2, keepdims=True)  # (B, H, 1, D_v)
@@ -366,7 +593,7 @@ print("outputs inside the values' bounding box:", bool(np.all((out >= lo - 1e-12
 perm = rng.permutation(S)
 out_perm, _ = scaled_dot_product_attention(q, k[..., perm, :], v[..., perm, :])
 print("shuffling key/value pairs changes the output by", f"{np.abs(out_perm - out).max():.1e}")
-L_big, D_big, H_big = 4096, 128, 32  # one layer of a 7B-class model at 4k context
+L_big, D_big, H_big = 4096, 128, 32  # one layer of Llama 2 7B at 4k context
 print(f"L = S = {L_big}, H = {H_big}, D = D_v = {D_big}: {4 * L_big**2 * D_big * H_big / 1e9:.0f} GFLOP, "
       f"weights {L_big**2 * H_big * 2 / 2**30:.0f} GiB in fp16")
 
@@ -396,19 +623,38 @@ out_cross, w_cross = scaled_dot_product_attention(x_dec @ W_q, x_enc @ W_k, x_en
 print("self : weights", w_self.shape, " output", out_self.shape)    # (B, L, L), (B, L, D_v)
 print("cross: weights", w_cross.shape, " output", out_cross.shape)  # (B, L, S), (B, L, D_v)
 
+# %% [markdown] tags=["question:qa-4"]
+# ### Self-attention vs cross-attention.
+#
+# Both compute $\mathrm{softmax}(QK^\top/\sqrt{D})V$; they differ in where $Q$, $K$ and $V$ come from. In
+# self-attention all three are projections of one sequence, so the weights are square, `(B, H, L, L)`; in
+# cross-attention $Q$ comes from the decoder states and $K$, $V$ from the encoder output, so the weights
+# are `(B, H, L, S)` and the output has the query side's length $L$ (Vaswani et al. 2017).
+#
+# - Masks: decoder self-attention needs a causal mask; cross-attention only a source padding mask
+#   `(B, 1, 1, S)`, since the whole source is known.
+# - Caching: cross-attention's keys and values are computed once per source sentence; a decoder's
+#   self-attention cache grows by one row per generated token.
+# - Symmetry: self-attention is equivariant to permuting the tokens, cross-attention invariant to
+#   reordering the memory rows (both checked below), so order must already be encoded.
+# - Cross-attention is the Transformer's form of Bahdanau's target–source alignment; the same block
+#   lets text read image features (Alayrac et al. 2022).
+# - Pitfall: $Q$ from the encoder and $K, V$ from the decoder gives an output of the source's length.
+
 # %% [markdown] tags=["question:theory-11"]
 # ### What is self-attention and how does it work?
 #
-# Self-attention lets every position of a sequence update itself with information from every other
-# position of the *same* sequence. From $X$ `(B, L, E)` it computes $Q = XW_q$, $K = XW_k$,
-# $V = XW_v$, then $\mathrm{softmax}(QK^\top/\sqrt{D})V$ with weights `(B, H, L, L)` and output
-# `(B, H, L, D_v)`; heads are concatenated and projected back to width $E$. Each output token is
-# therefore a context-dependent mixture: the word "bank" can pull in "river" or "money" depending on
-# its neighbours. Any two positions interact in one step (path length 1, against $L$ steps in an RNN),
-# and all positions are computed in parallel, at a cost of $O(L^2 D)$ per head. It is
-# permutation-*equivariant*: shuffling the tokens shuffles the outputs the same way and changes
-# nothing else (checked below), so word order must be injected with positional encodings. In a
-# decoder it is combined with a causal mask so that position $i$ sees only positions $\le i$.
+# Self-attention is attention whose queries, keys and values are all projections of the same sequence,
+# so every position updates itself from every position of its own sequence in one step; the comparison
+# with cross-attention is the qa-4 answer above. For this question add what it costs and what it cannot
+# see: $O(L^2 D)$ work per head with path length 1 between any two positions, and no notion of order.
+#
+# - Shapes: $X$ `(B, L, E)` -> $Q, K, V$ -> weights `(B, H, L, L)` -> output `(B, H, L, D_v)`; heads are
+#   concatenated and projected by $W_O$ (notebook 04).
+# - It is permutation-**equivariant**: shuffling the tokens shuffles the outputs the same way and changes
+#   nothing else (checked below), hence positional encodings (notebook 05).
+# - All positions are computed in parallel, against $L$ sequential steps in an RNN (Vaswani et al. 2017).
+# - In a decoder it is combined with a causal mask (section 6).
 
 # %%
 perm = rng.permutation(L)
@@ -419,18 +665,16 @@ print("self-attention of shuffled tokens == shuffled outputs:", np.allclose(out_
 # %% [markdown] tags=["question:theory-16"]
 # ### Explain cross-attention in encoder-decoder architectures.
 #
-# In an encoder-decoder Transformer, each decoder layer has a cross-attention block after its masked
-# self-attention. Its queries are projections of the decoder states, $Q = Y W_q$ `(B, H, L, D)`, and
-# its keys and values are projections of the final encoder output $M$ (the memory),
-# $K = MW_k$ `(B, H, S, D)`, $V = MW_v$ `(B, H, S, D_v)`; every decoder layer reads the same memory
-# through its own projections. The weights `(B, H, L, S)` are a soft alignment between target and
-# source tokens, the successor of Bahdanau's alignment in RNN translation models, and the output
-# `(B, H, L, D_v)` has the target's length whatever the source length. No causal mask is needed (the
-# whole source is known), but a source padding mask `(B, 1, 1, S)` is. At inference the memory's keys
-# and values are computed once per source and reused at every decoding step. Because attention treats
-# key/value pairs as a set, reordering the memory rows changes nothing (below): source order must
-# already be encoded in $M$. The same block powers multimodal models (text queries over image
-# patches) and Perceiver-style latents.
+# Cross-attention lets every decoder position read the encoder's output: queries from the decoder states,
+# keys and values from the final encoder output (the memory), weights `(B, H, L, S)`; the comparison with
+# self-attention is the qa-4 answer above. In the Transformer each decoder layer has one, after its
+# masked self-attention, with its own projections of the same memory (Vaswani et al. 2017).
+#
+# - The output has the target's length whatever $S$ is (checked below with $S = 11$).
+# - Reordering the memory rows changes nothing (checked below), so source order must already be encoded
+#   in the memory.
+# - It needs only a source padding mask, and its keys and values are computed once per source and reused
+#   at every decoding step.
 
 # %%
 perm = rng.permutation(S)
@@ -438,20 +682,6 @@ out_reordered, _ = scaled_dot_product_attention(x_dec @ W_q, x_enc[:, perm] @ W_
 print("memory rows reordered, output changes by", f"{np.abs(out_reordered - out_cross).max():.1e}")
 x_long = rng.standard_normal((B, 11, E))  # a longer source: S = 11
 print("output shape with S = 11:", scaled_dot_product_attention(x_dec @ W_q, x_long @ W_k, x_long @ W_v)[0].shape)
-
-# %% [markdown] tags=["question:qa-4"]
-# ### Self-attention vs cross-attention.
-#
-# Both compute $\mathrm{softmax}(QK^\top/\sqrt{D})V$; they differ only in where the inputs come from.
-# In self-attention $Q$, $K$ and $V$ are projections of one sequence $X$ `(B, L, E)`, so $S = L$ and
-# the weights are square, `(B, H, L, L)`: tokens of a sequence exchange information among themselves
-# (all encoder layers; decoder layers with a causal mask). In cross-attention $Q$ comes from one
-# sequence (decoder states, length $L$) and $K$, $V$ from another (encoder output, length $S$), so the
-# weights are `(B, H, L, S)` and the output has the *query* side's length $L$. Masks differ too:
-# decoder self-attention needs a causal mask, cross-attention only a padding mask over the source.
-# Cross-attention's keys and values depend only on the source, so they are computed once and cached
-# for all decoding steps. Pitfall: taking $Q$ from the encoder and $K,V$ from the decoder gives an
-# output of the source's length, which is the wrong way round for generating the target.
 
 # %% [markdown]
 # ## 6. Masks: who may attend to whom
@@ -488,24 +718,58 @@ print(causal_mask(3, 7).astype(int))
 check("masks.causal_mask")
 
 # %% [markdown]
-# **PyTorch's `is_causal=True` is aligned to the start.** It uses
-# `torch.ones(L, S, dtype=torch.bool).tril()`, i.e. $j \le i$. For $L = S$ the two agree; for
-# $L < S$ PyTorch's first query sees only key 0, as if the queries were the *first* $L$ positions,
-# which is wrong for a query block that comes after a cache.
+# **PyTorch's `is_causal=True` is aligned to the start, by design.** Its documentation defines it as
+# the "upper left" causal bias: `torch.ones(L, S, dtype=torch.bool).tril()`, i.e. $j \le i$, as if the
+# $L$ queries were the *first* $L$ positions. For $L = S$ the two conventions agree. For a block of
+# queries that comes after a cache, PyTorch offers the other alignment as
+# `torch.nn.attention.bias.causal_lower_right(L, S)` (a prototype API), which you pass as `attn_mask`;
+# it equals our mask (checked below by reading off which keys SDPA actually lets each query see). Other libraries choose differently: FlashAttention's
+# `causal=True` was start-aligned in 2.0 and is end-aligned since 2.1 (the "2.1: Change behavior of
+# causal flag" entry of its README). The same flag name can mean either: check which one you call.
+#
+# Two more masks built from the same positions, drawn below: a **prefix-LM** mask lets a prefix of $P$
+# tokens attend to each other in both directions and the rest causally (one of the T5 variants,
+# Raffel et al. 2020), and a **sliding-window** mask keeps only the last $W$ keys of each query
+# (Beltagy et al. 2020; Mistral 7B, Jiang et al. 2023).
 
 # %%
+from torch.nn.attention.bias import causal_lower_right
+
+
+
+def keys_read_by_sdpa(L, S, **mask_args):
+    """Which keys each query reads inside F.scaled_dot_product_attention, as an (L, S) bool array.
+    All scores equal and V = identity: output row i is then query i's weights, > 0 where visible."""
+    q, k = torch.zeros(1, 1, L, 4, dtype=torch.float64), torch.zeros(1, 1, S, 4, dtype=torch.float64)
+    weights = F.scaled_dot_product_attention(q, k, torch.eye(S, dtype=torch.float64)[None, None], **mask_args)
+    return (weights[0, 0] > 0).numpy()
+
+
 L_new, S_all = 3, 7
-torch_causal = torch.ones(L_new, S_all, dtype=torch.bool).tril().numpy()  # what is_causal=True uses
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-panels = [(causal_mask(6), "ours, L = S = 6"),
-          (causal_mask(L_new, S_all), f"ours, L = {L_new}, S = {S_all} (end-aligned)"),
-          (torch_causal, f"PyTorch is_causal, L = {L_new}, S = {S_all}")]
-for ax, (m, title) in zip(axes, panels):
+torch_is_causal = keys_read_by_sdpa(L_new, S_all, is_causal=True)
+torch_lower_right = keys_read_by_sdpa(L_new, S_all, attn_mask=causal_lower_right(L_new, S_all))
+print("causal_lower_right(3, 7) == causal_mask(3, 7):", np.array_equal(torch_lower_right, causal_mask(L_new, S_all)))
+print("is_causal's mask      == causal_mask(3, 7):", np.array_equal(torch_is_causal, causal_mask(L_new, S_all)))
+print("one new query after a cache of 6 (L = 1, S = 7), keys it reads with is_causal=True:",
+      keys_read_by_sdpa(1, S_all, is_causal=True).astype(int)[0], "; with our mask:", causal_mask(1, S_all).astype(int)[0])
+
+n_pos, prefix, window = 6, 3, 3
+key_pos = np.arange(n_pos)
+prefix_lm = causal_mask(n_pos) | (key_pos < prefix)[None, :]                        # (L, S)
+sliding = causal_mask(n_pos) & (key_pos[:, None] - key_pos[None, :] < window)     # (L, S), L == S
+fig, axes = plt.subplots(2, 3, figsize=(13, 6.8))
+panels = [(causal_mask(n_pos), f"causal_mask({n_pos})"),
+          (causal_mask(L_new, S_all), f"causal_mask({L_new}, {S_all}): end-aligned"),
+          (torch_is_causal, f"PyTorch is_causal=True, L={L_new}, S={S_all}"),
+          (torch_lower_right, f"causal_lower_right({L_new}, {S_all})"),
+          (prefix_lm, f"prefix-LM, prefix of {prefix}"),
+          (sliding, f"sliding window of {window}")]
+for ax, (m, title) in zip(axes.flat, panels):
     ax.imshow(m, cmap="Blues", vmin=0, vmax=1.3)  # dark = may attend
     ax.set(title=title, xlabel="key position j", ylabel="query i",
            xticks=range(m.shape[1]), yticks=range(m.shape[0]))
-fig.suptitle("causal masks (dark = may attend)")
-fig.tight_layout()
+fig.suptitle("masks (dark = may attend)")
+fig.tight_layout(h_pad=2.5)
 plt.show()
 
 # %%
@@ -516,27 +780,30 @@ v = rng.standard_normal((1, 1, S_all, 6))  # (B, H, S, D_v)
 qt, kt, vt = (torch.from_numpy(a) for a in (q, k, v))
 
 ours, _ = scaled_dot_product_attention(q, k, v, mask=causal_mask(L_new, S_all))
-torch_is_causal = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True).numpy()
-torch_our_mask = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=torch.from_numpy(causal_mask(L_new, S_all))).numpy()
-print(f"L < S : max |ours - torch is_causal=True|   = {np.abs(ours - torch_is_causal).max():.2f}")
-print(f"L < S : max |ours - torch attn_mask=ours|   = {np.abs(ours - torch_our_mask).max():.1e}")
+via_is_causal = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True).numpy()
+via_lower_right = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=causal_lower_right(L_new, S_all)).numpy()
+print(f"L < S : max |ours - torch is_causal=True|              = {np.abs(ours - via_is_causal).max():.2f}")
+print(f"L < S : max |ours - torch attn_mask=causal_lower_right| = {np.abs(ours - via_lower_right).max():.1e}")
 ours_sq, _ = scaled_dot_product_attention(k, k, v, mask=causal_mask(S_all))  # L == S == 7
 torch_sq = F.scaled_dot_product_attention(kt, kt, vt, is_causal=True).numpy()
-print(f"L == S: max |ours - torch is_causal=True|   = {np.abs(ours_sq - torch_sq).max():.1e}")
+print(f"L == S: max |ours - torch is_causal=True|              = {np.abs(ours_sq - torch_sq).max():.1e}")
 
 # %% [markdown] tags=["question:qa-5"]
 # ### Causal (look-ahead) mask in decoders.
 #
-# A decoder models $p(x_t \mid x_{<t})$, yet during training it processes the whole sequence in one
-# pass (teacher forcing). The causal mask keeps that honest: query $i$ may attend to key $j$ only when
-# $j \le i$, so the output at position $i$ depends on tokens $0..i$ and never on the token it must
-# predict. It is a boolean `(L, S)` lower-triangular mask applied to the scores before the softmax:
-# masked scores become $-\infty$ (or the weights are zeroed) and each row renormalises over the
-# visible keys. The diagonal is included; excluding it is a classic off-by-one that also leaves row 0
-# with nothing to attend to. With a KV cache the queries are the last $L$ of $S$ positions, and the
-# rule becomes $j \le i + (S - L)$; PyTorch's `is_causal=True` uses $j \le i$ (aligned to the start),
-# which is only right when $L = S$, as the cell above shows. The mask only protects the attention:
-# the loss must still be shifted so that position $t$ predicts token $t+1$.
+# A decoder models $p(x_t \mid x_{<t})$ but is trained on whole sequences in one pass, so a causal mask
+# stops query $i$ from attending to any later key: key $j$ is visible when $j \le i$, diagonal included
+# (without it query 0 sees nothing), applied to the scores before the softmax. That is what makes
+# training all positions at once equivalent to predicting one token at a time.
+#
+# - With a cache of $S - L$ earlier keys the rule is end-aligned, $j \le i + (S - L)$. PyTorch's
+#   `is_causal=True` is start-aligned by design (its docs: "upper left"); `causal_lower_right(L, S)`
+#   equals our mask (checked above), and FlashAttention's `causal=True` is end-aligned since version 2.1
+#   (its changelog).
+# - Variants (drawn above): prefix-LM, bidirectional over a prefix and causal after it (Raffel et al.
+#   2020); sliding window, only the last $W$ keys (Beltagy et al. 2020; causal, Jiang et al. 2023).
+# - The mask only protects attention: targets must still be shifted so position $t$ predicts token $t+1$.
+# - Test it metamorphically: changing future tokens must leave earlier outputs unchanged (section 7).
 
 # %% [markdown]
 # ### Exercise: `padding_mask`
@@ -566,16 +833,24 @@ B, H, L, D, D_v = 2, 3, 6, 4, 5  # self-attention: S == L == 6
 lengths = np.array([6, 4])
 pad = padding_mask(lengths, L)                 # (B, S)
 mask = pad[:, None, None, :] & causal_mask(L)  # (B, 1, 1, S) & (L, S) -> (B, 1, L, S)
-print("combined mask", mask.shape, "; sequence 1 (length 4):")
-print(mask[1, 0].astype(int))
+print("combined mask", mask.shape)
 
 q = rng.standard_normal((B, H, L, D))
 k = rng.standard_normal((B, H, L, D))
 v = rng.standard_normal((B, H, L, D_v))
 out, w = scaled_dot_product_attention(q, k, v, mask=mask)  # mask broadcasts over H
 print("largest weight on a padded key of sequence 1:", w[1, :, :, 4:].max())
-print("weights of sequence 1, head 0:")
-print(w[1, 0].round(2))
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+show_weights(axes[0], mask[1, 0].astype(float), "mask, sequence 1 (length 4)")
+show_weights(axes[1], w[0, 0], "weights, sequence 0, head 0")
+image = show_weights(axes[2], w[1, 0], "weights, sequence 1, head 0")
+fig.colorbar(image, ax=axes, label="weight (mask: 1 = may attend)")
+plt.show()
+
+# %% [markdown]
+# In sequence 1 the padded keys 4 and 5 get no weight from any query, and every query's weights stay
+# on or below the diagonal. Queries 4 and 5 are padding themselves, but each still sees the real keys
+# $\le$ its position, so its row is not empty; section 8 is about rows that are.
 
 # %% [markdown]
 # ## 7. A metamorphic test of causality
@@ -608,18 +883,18 @@ for i in range(L - 1):  # the last query sees every key: nothing to rewrite
 # %% [markdown] tags=["question:theory-36"]
 # ### Describe masked attention in causal language models.
 #
-# A causal LM factorises $p(x_1..x_T) = \prod_t p(x_t \mid x_{<t})$, and masked self-attention is
-# what makes a Transformer respect that factorisation. In training, the whole sequence goes through
-# in one pass and the loss is taken at every position at once; the causal mask, boolean `(L, S)` with
-# query $i$ allowed to see key $j$ only when $j \le i$, guarantees that the prediction at position $i$
-# depends only on tokens $\le i$. Without it the model would learn to copy the next token and fail
-# at generation time. At inference the model generates one token at a time with a KV cache: the new
-# query `(B, H, 1, D)` may see all $S$ cached keys, so no mask is needed for $L = 1$, and a chunk of
-# $L > 1$ new tokens needs the end-aligned rule $j \le i + (S - L)$. Batched generation adds a padding
-# mask (often with left padding), combined by broadcasting into `(B, 1, L, S)`. Efficient kernels use
-# the mask's structure: they skip the tiles above the diagonal, about half the work. The right way to
-# test it is metamorphic, as above: changing future tokens must leave every earlier output
-# bit-for-bit unchanged.
+# Masked self-attention is how a Transformer implements $p(x_1, \dots, x_T) = \prod_t p(x_t \mid x_{<t})$;
+# the mask itself, its alignment and its variants are the qa-5 answer above. For a causal LM add how it
+# is used: in training the loss is taken at every position in one pass, while in generation each step
+# sends one new query against the KV cache, where $L = 1$ needs no mask (PyTorch's `is_causal=True`
+# would hide all but the first key, checked in section 6) and a chunk of $L > 1$ needs the end-aligned one.
+#
+# - Batched generation adds a padding mask (usually left padding), combined by broadcasting into
+#   `(B, 1, L, S)` (section 8).
+# - Kernels exploit the structure: causal FlashAttention skips the tiles above the diagonal, about half
+#   the work (Dao 2023).
+# - The test is metamorphic (cell above): rewriting every key and value a query must not see leaves its
+#   output exactly unchanged, and the test can fail, since later rows do change.
 
 # %% [markdown]
 # ## 8. Variable-length batches and fully masked rows
@@ -637,7 +912,6 @@ lengths = np.array([6, 4])
 pad = padding_mask(lengths, L)                     # (B, L)
 mask = pad[:, None, :, None] & pad[:, None, None, :]  # (B, 1, L, 1) & (B, 1, 1, S) -> (B, 1, L, S)
 print("sequence 1: rows 4 and 5 (padding queries) are fully masked")
-print(mask[1, 0].astype(int))
 
 q = rng.standard_normal((B, H, L, D))
 k = rng.standard_normal((B, H, L, D))
@@ -654,22 +928,30 @@ def fill_and_softmax(q, k, v, mask, fill):
 with np.errstate(invalid="ignore"):  # -inf - (-inf) = nan: silence the warning, look at the result
     out_inf, w_inf = fill_and_softmax(q, k, v, mask, -np.inf)
 out_big, w_big = fill_and_softmax(q, k, v, mask, -1e9)
+print("-1e9 stored in float16 becomes", torch.tensor(-1e9).half().item())
 out_ours, w_ours = scaled_dot_product_attention(q, k, v, mask=mask)
-for name, wts in [("fill -inf", w_inf), ("fill -1e9", w_big), ("ours", w_ours)]:
-    print(f"{name:10s} weights of padding query 4: {wts[1, 0, 4].round(3)}")
+fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+show_weights(axes[0], mask[1, 0].astype(float), "mask of sequence 1 (1 = may attend)")
+for ax, (wts, name) in zip(axes[1:], [(w_inf, "fill -inf"), (w_big, "fill -1e9"), (w_ours, "ours")]):
+    image = show_weights(ax, wts[1, 0], f"weights, {name}")
+fig.colorbar(image, ax=axes, label="weight (red = NaN)")
+plt.show()
+print("rows 4-5 of sequence 1, head 0: NaN with -inf:", bool(np.isnan(w_inf[1, 0, 4:]).all()),
+      "| -1e9 gives", w_big[1, 0, 4].round(3), "| ours sum to", w_ours[1, 0, 4:].sum(axis=-1))
 
 # %% [markdown]
-# Filling with $-\infty$ gives NaN; filling with a large finite number avoids the NaN but spreads the
-# row uniformly over *all* keys, padding included (and $-10^9$ is not representable in fp16, where
-# it becomes $-\infty$ again). Our convention gives zero weights and a zero output.
+# Filling with $-\infty$ gives NaN (red rows); filling with a large finite number avoids the NaN but
+# spreads the row uniformly over *all* keys, padding included (and $-10^9$ is not representable in
+# fp16, where it becomes $-\infty$ again). Our convention gives zero weights and a zero output.
 #
 # **The same in PyTorch.** A hand-written `masked_fill(-inf)` + `softmax` produces NaN, and NaN
 # spreads through backpropagation even if the padding rows are dropped before the loss: the gradient
 # of $V$ is $W^\top \, \partial\mathcal{L}/\partial O$, and $\mathrm{NaN}\times 0 = \mathrm{NaN}$.
-# PyTorch's own SDPA changed its stance in version 2.5: on the CPU and in its reference (math) path it
-# returns zeros for a fully masked row, the same convention as ours. Earlier versions returned NaN,
-# and not every fused GPU kernel or downstream library has followed, so production code still guards
-# against fully masked rows rather than relying on the backend.
+# PyTorch's own `F.scaled_dot_product_attention` changed its stance in version 2.5: a fully masked row
+# now gives zeros, the same convention as ours (PyTorch 2.5 release notes; their example runs on a
+# CUDA device, and the cell below shows the CPU path of the PyTorch installed here). Before 2.5 it
+# returned NaN. The caveat is for everything else: hand-written attention, older PyTorch, and other
+# kernels and libraries each choose their own convention, so test yours with a fully masked row.
 
 # %%
 qt, kt, vt = (torch.from_numpy(a) for a in (q, k, v))
@@ -684,7 +966,7 @@ print("hand-written torch, padding query 4:", w_t[1, 0, 4].numpy().round(3))
 print("loss is finite:", bool(torch.isfinite(loss)), "| NaN in the gradient of V:", bool(vt_grad.grad.isnan().any()))
 
 sdpa = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask_t).numpy()
-print(f"torch {torch.__version__} SDPA, output of padding query 4:", sdpa[1, 0, 4].round(3))
+print(f"torch {torch.__version__} SDPA on {qt.device.type}, output of padding query 4:", sdpa[1, 0, 4].round(3))
 print("ours, output of padding query 4:         ", out_ours[1, 0, 4].round(3))
 print(f"all rows agree with torch SDPA: max diff {np.abs(out_ours - sdpa).max():.1e}")
 
@@ -694,20 +976,57 @@ print(f"all rows agree with torch SDPA: max diff {np.abs(out_ours - sdpa).max():
 # the natural value for "a weighted sum over nothing", keeps every number finite, and contributes
 # exactly nothing to any gradient. NaN, by contrast, poisons gradients and, through them, every
 # parameter after one optimiser step; a uniform average over all keys invents information.
+#
+# **Left padding and position ids.** For batched generation, prompts are usually padded on the
+# *left*, so that every sequence's next token lands in the same (last) column. Combined with a causal
+# mask, the leading padding queries see only padding keys: exactly the fully masked rows above. Left
+# padding also shifts the real tokens: with positions taken as `arange(S)`, the first real token of the
+# padded prompt below gets position 2 instead of 0, so the same prompt would be encoded differently
+# depending on the longest prompt in its batch. Count positions from the mask instead, e.g. the running
+# count of real tokens minus one:
+
+# %%
+left_pad = np.array([[False, False, True, True, True],   # (B, S): 2 pads, then a 3-token prompt
+                     [True, True, True, True, True]])    # a 5-token prompt
+naive_positions = np.broadcast_to(np.arange(5), left_pad.shape)
+positions = np.where(left_pad, np.cumsum(left_pad, axis=1) - 1, 0)  # pads get 0: they are masked anyway
+print("arange positions:    ", naive_positions.tolist())
+print("positions from mask: ", positions.tolist())
+causal_left = left_pad[:, None, :] & causal_mask(5)     # (B, 1, S) & (L, S) -> (B, L, S)
+empty_rows = [(int(b), int(i)) for b, i in zip(*np.nonzero(~causal_left.any(axis=-1)))]
+print("fully masked query rows (sequence, query) with left padding + causal:", empty_rows)
 
 # %% [markdown] tags=["question:theory-35"]
 # ### How do you handle attention for variable-length sequences?
 #
-# Pad every sequence in the batch to a common length $S$, keep the true lengths `(B,)`, and build a
-# boolean key-padding mask `(B, S)` that is `True` at valid positions. Reshape it to `(B, 1, 1, S)`
-# so it broadcasts over heads and queries, and combine it with any other mask (causal `(L, S)`) by
-# logical and. Masked keys then get weight exactly 0, so results for real tokens do not depend on how
-# much padding there is. Padding *queries* still produce outputs; they must be excluded from the loss
-# and from pooling, and if their rows are fully masked they must not produce NaN: the $-\infty$ fill
-# gives $0/0$, a large finite fill like $-10^9$ gives a uniform average over all keys, padding
-# included (and overflows in fp16), so a safe softmax that returns zeros is the clean answer
-# (PyTorch SDPA's reference path does this since 2.5). For generation, batches are usually
-# left-padded so that every sequence's next token sits in the last column. Padding wastes compute,
-# so production systems sort sequences into length buckets, or pack several sequences into one row
-# with a block-diagonal mask (the "varlen" kernels of FlashAttention take cumulative sequence
-# lengths instead of a mask).
+# Pad the batch to a common length $S$, keep the true lengths `(B,)`, and pass a boolean key-padding mask
+# reshaped to `(B, 1, 1, S)` (True = real token), combined with any causal mask by a logical and; masked
+# keys get weight exactly 0, so real tokens' outputs do not depend on the amount of padding. Padding
+# *queries* still produce rows: leave them out of the loss, and make a fully masked row return zeros.
+#
+# - Fully masked rows: a $-\infty$ fill gives NaN, and NaN gradients even if the row is dropped from the
+#   loss; a $-10^9$ fill gives a uniform average over all keys and is $-\infty$ again in fp16 (section 8).
+#   PyTorch's SDPA returns zeros since 2.5, on CUDA too (its release notes); other code chooses its own.
+# - Left padding keeps every sequence's next token in the last column; position ids must then come from
+#   the mask, not `arange` (shown above).
+# - Padding wastes compute: bucket by length, or pack sequences into one row with a block-diagonal
+#   mask (FlashAttention's varlen kernels get the same effect from cumulative sequence lengths).
+
+# %% [markdown]
+# ## Summary
+#
+# | idea | what to remember | where |
+# |---|---|---|
+# | $Q, K, V$ | learned projections; weights from $Q$ and $K$, content from $V$ | section 1 |
+# | the formula | `(..., L, D)`, `(..., S, D)`, `(..., S, D_v)` -> weights `(..., L, S)` -> `(..., L, D_v)` | section 2 |
+# | $1/\sqrt{D}$ | unit-variance scores at initialisation; unscaled, the softmax starts saturated and learns slower | section 3 |
+# | self / cross | same function, different sources of $Q$ and $K, V$ | section 5 |
+# | causal masks | $j \le i + (S - L)$, end-aligned; `is_causal=True` is start-aligned | section 6 |
+# | padding, empty rows | `(B, 1, 1, S)` masks; a fully masked row gives zeros, not NaN | sections 6, 8 |
+#
+# **Questions answered:** qa-2 (Q, K, V), theory-5 (their roles), qa-3 and theory-13 (the formula),
+# theory-14 (why scale), qa-4, theory-11 and theory-16 (self- and cross-attention), qa-5 and theory-36
+# (causal masks), theory-35 (variable lengths).
+#
+# Next, notebook 03 goes back to where attention started, sequence-to-sequence RNNs with Bahdanau and
+# Luong attention.
