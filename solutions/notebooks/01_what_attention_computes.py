@@ -107,21 +107,20 @@ print("soft lookup          :", sharp @ values)
 # of how well the query matches each value's key. It is a dictionary lookup made soft: every value comes
 # back a little, so the lookup is differentiable and the model can learn what to retrieve.
 #
-# - Shapes: scores and weights `(L, S)`, each row summing to 1 over the keys; output
-#   `(L, S) @ (S, D_v) -> (L, D_v)`.
+# - Shapes: weights `(L, S)`, each row summing to 1 over the keys; output `(L, S) @ (S, D_v) -> (L, D_v)`.
 # - Unlike a dense layer, the mixing weights are computed from the input at run time, and the same
 #   parameters serve any number of keys $S$.
-# - The output is a convex combination of the values: the all-ones column above stays exactly 1, and
-#   sharper scores (the 10x cell) move the soft answer towards the hard one.
+# - A convex combination: the all-ones column stays exactly 1; sharper scores (the 10x cell) move the
+#   answer towards the hard lookup.
 # - Pitfall: normalise over the keys (the $S$ axis), not over the queries.
-# - Follow-up "are the weights an explanation?": they show what is mixed, not why the model decides
-#   (Jain and Wallace 2019; notebook 09).
+# - "Are weights an explanation?" They show what is mixed, not why (Jain and Wallace 2019; notebook 09).
 
 # %% [markdown]
 # ## 2. The oldest attention: Nadaraya–Watson kernel regression
 #
-# In 1964, long before neural networks, Nadaraya and Watson predicted $y$ at a new point $x$ by averaging
-# the training targets $y_j$, weighted by how close each training input $x_j$ is to $x$:
+# In 1964, decades before neural networks learned where to look, Nadaraya and Watson (independently)
+# predicted $y$ at a new point $x$ by averaging the training targets $y_j$, weighted by how close each
+# training input $x_j$ is to $x$:
 #
 # $$\hat f(x) = \sum_{j=1}^{S} \frac{K(x - x_j)}{\sum_{j'} K(x - x_{j'})}\, y_j,
 # \qquad K(u) = e^{-u^2 / (2\sigma^2)}
@@ -140,7 +139,7 @@ def true_f(x):
     return 2 * np.sin(x) + x ** 0.8
 
 
-x_train = np.sort(rng.uniform(0, 5, n_train))          # keys, (S,); sorted so the heatmap reads well
+x_train = np.sort(rng.uniform(0, 5, n_train))          # keys, (S,); sorted so key index j grows with x_j
 y_train = true_f(x_train) + rng.normal(0, 0.5, n_train)  # values, (S,)
 x_query = np.linspace(0, 5, n_query)                   # queries, (L,)
 
@@ -158,8 +157,19 @@ bandwidths = (1.0, 0.3, 0.05)                          # wide, moderate, narrow 
 fits = {sigma: kernel_regression(x_query, x_train, y_train, sigma) for sigma in bandwidths}
 y_hat, nw_weights = fits[0.3]                          # (L,), (L, S)
 print("weights:", nw_weights.shape, " row sums all 1:", np.allclose(nw_weights.sum(axis=1), 1))
-for sigma, (pred, _) in fits.items():
-    print(f"sigma = {sigma:4}: mean squared error vs the true f = {np.mean((pred - true_f(x_query)) ** 2):.3f}")
+
+
+def effective_keys(w):
+    """1 / sum_j w_j^2 per row, (L, S) -> (L,): how many keys would share the weight if split evenly."""
+    return 1 / (w**2).sum(axis=1)
+
+
+errors = {}
+for sigma, (pred, w) in fits.items():
+    errors[sigma] = np.mean((pred - true_f(x_query)) ** 2)
+    print(f"sigma = {sigma:4}: mean squared error vs the true f = {errors[sigma]:.3f}, "
+          f"keys averaged per query (median) = {np.median(effective_keys(w)):.1f} of {n_train}")
+print("lowest error at sigma =", min(errors, key=errors.get))
 
 # %%
 fig, (ax_fit, ax_w) = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -180,64 +190,70 @@ ax_w.set(title=r"attention weights (L=40 queries × S=50 keys), $\sigma = 0.3$",
 fig.colorbar(im, ax=ax_w, label="weight")
 fig.tight_layout()
 plt.show()
-crowd = (np.abs(x_query[:, None] - x_train[None, :]) < 2 * 0.3).sum(axis=1)  # (L,) keys within 2 sigma
-print(f"keys within 2 sigma of query x = 0: {crowd[0]}, of x = 5: {crowd[-1]}, of a middle query (median): "
-      f"{int(np.median(crowd))}; largest weight of those rows: {nw_weights[0].max():.2f}, "
-      f"{nw_weights[-1].max():.2f}, {np.median(nw_weights.max(axis=1)):.2f}")
+n_eff = effective_keys(nw_weights)                             # (L,)
+print(f"sigma = 0.3, keys sharing the weight: query x = 0: {n_eff[0]:.1f}, x = 5: {n_eff[-1]:.1f}, "
+      f"median over all queries: {np.median(n_eff):.1f}")
+print(f"largest weight in the row:          query x = 0: {nw_weights[0].max():.2f}, x = 5: "
+      f"{nw_weights[-1].max():.2f}, median over all queries: {np.median(nw_weights.max(axis=1)):.2f}")
 
 # %% [markdown]
 # Each row is one query's distribution over the keys: a bump centred on the query. The score is
 # $-(x - x_j)^2 / 2\sigma^2$, a negative squared distance divided by $2\sigma^2$, so $2\sigma^2$ is the
-# **temperature** of this softmax: a narrow kernel ($\sigma = 0.05$) attends to one or two neighbours
-# and chases the noise; a wide one ($\sigma = 1$) averages nearly everything and flattens the curve
-# (bias). The moderate $\sigma = 0.3$ has the lowest error here.
+# **temperature** of this softmax: a narrow kernel ($\sigma = 0.05$) averages only a couple of
+# neighbours and chases the noise; a wide one ($\sigma = 1$) averages more than half of the 50 keys and
+# flattens the curve (bias). The printed counts and errors show both, and which bandwidth wins here.
 #
 # **The bright corners.** A row's weights always sum to 1, so they are shared among the keys within
 # reach (about $2\sigma$). A query at the edge of the data, $x = 0$ or $x = 5$, has keys on one side
 # only, and a query in a sparse stretch of keys has few keys near it: either way fewer keys share the
-# unit of weight and each gets more (the printed counts). A bright cell means "few neighbours", not
-# "an important key".
+# unit of weight and each gets more (the printed counts, $1 / \sum_j w_j^2$, against the median
+# query). A bright cell means "few neighbours", not "an important key".
 # Nothing here is learned. Attention in neural networks keeps the same recipe and *learns* the score
 # function (and the representations of queries, keys and values).
 
 # %% [markdown] tags=["question:theory-1"]
 # ### Explain the fundamental concept of attention in neural networks.
 #
-# Attention lets each query build a data-dependent mixture of values in three steps: **score** the query
-# against every key, **normalise** the scores with a softmax, **aggregate** the values with those weights.
-# Because the weights are computed from the input, the same parameters route information differently for
-# every example and for any number of keys $S$.
+# Attention lets each query build its own mixture of values in three steps: **score** the query against
+# every key, **normalise** the scores with a softmax, **aggregate** the values with those weights (qa-1).
+# The routing is computed from the data, not fixed in the parameters, so any position can read any
+# other in one step.
 #
-# - Cost: $O(LSD)$ time and an `(L, S)` weight matrix, quadratic in length for self-attention.
-# - Any position reads any other in one step: path length $O(1)$ against $O(S)$ through an RNN
-#   (Vaswani et al. 2017, Table 1).
-# - Symmetries: the output is **invariant** to permuting the (key, value) pairs together and
-#   **equivariant** to permuting the queries (both checked after theory-9), so word order has to be
-#   supplied as positional information (notebook 05).
-# - History: Nadaraya–Watson regression (1964) is attention with a fixed kernel (section 2); neural soft
-#   attention predates translation (Graves 2013, handwriting synthesis); Bahdanau et al. (2014) brought
-#   it to translation, and the Transformer made it the core block (Vaswani et al. 2017).
+# - Path length $O(1)$ between any two positions, against $O(S)$ through an RNN (Vaswani et al. 2017,
+#   Table 1); the price is $O(LSD)$ time and an `(L, S)` weight matrix, quadratic in length.
+# - Symmetries: **invariant** to permuting the (key, value) pairs together, **equivariant** to permuting
+#   the queries (checked after theory-9); without a causal mask, order must come from positions
+#   (notebook 05).
+# - History: Nadaraya–Watson regression (1964) is attention with a fixed kernel (section 2); Graves
+#   (2013) used a soft, location-based window; Bahdanau et al. (2014) brought content-based attention to
+#   translation; Vaswani et al. (2017) made it the core block.
 
 # %% [markdown]
 # ## 3. Why attention was needed: the seq2seq bottleneck
 #
-# A classic encoder–decoder RNN (Sutskever et al., 2014; Cho et al., 2014) reads the source tokens
-# $x_1, \dots, x_S$ into hidden states $h_t = \phi(h_{t-1}, x_t) \in \mathbb{R}^{D_h}$ and hands the
-# decoder **one** vector, the last state $c = h_S$. Every target token must be generated from that single
-# $D_h$-dimensional summary, whether the sentence has 5 words or 50. Its capacity does not grow with $S$,
-# and the earliest tokens have been overwritten by $S$ recurrent updates. Cho et al. measured exactly
-# this: translation quality fell sharply with sentence length.
+# A classic encoder–decoder RNN (Sutskever et al. 2014; Cho et al. 2014a, the RNN Encoder–Decoder) reads
+# the source tokens $x_1, \dots, x_S$ into hidden states $h_t = \phi(h_{t-1}, x_t) \in \mathbb{R}^{D_h}$
+# and hands the decoder **one** vector, the last state $c = h_S$ (as its initial state, or as an extra
+# input at every step). Every target token must be generated from that single $D_h$-dimensional summary,
+# whether the sentence has 5 words or 50. Its capacity does not grow with $S$, and the earliest tokens
+# have passed through up to $S$ recurrent updates. Cho et al. (2014b, *On the Properties of Neural
+# Machine Translation*) measured the symptom: BLEU fell fast as sentences grew longer (and as unknown
+# words grew more frequent). That the fixed-length vector is the cause was Bahdanau et al.'s conjecture,
+# which their attention model then supported. Sutskever et al. (2014), with a large 4-layer LSTM and the
+# source sentence reversed, reported no difficulty on long sentences: the bottleneck is real, but how
+# much it costs depends on the model.
 #
-# Attention (Bahdanau et al., 2014) keeps **all** encoder states $h_1, \dots, h_S$, an $(S, D_h)$
+# Attention (Bahdanau et al. 2014) keeps **all** encoder states $h_1, \dots, h_S$, an $(S, D_h)$
 # memory, and lets decoder step $t$ compute its own context $c_t = \sum_j w_{tj} h_j$ with weights from
 # comparing the decoder state $s_{t-1}$ with each $h_j$.
 #
 # **A toy measurement.** Take a *linear* RNN $h_t = A h_{t-1} + B x_t$ with $D_h = 32$, tokens
 # $x_t \in \mathbb{R}^4$ drawn at random (so they are incompressible), a stable $A$ (spectral radius 0.9)
-# and a little noise $\varepsilon \sim \mathcal{N}(0, \sigma^2 I)$, $\sigma = 0.05$, on the states. For each token we compute
-# what fraction of its variance the *best linear read-out* can recover (a Bayesian $R^2$) from (a) the
-# final state only and (b) all $S$ states, which is what attention can read. For $h = M x + \varepsilon$
-# with $x \sim \mathcal{N}(0, I)$ the recovered fraction of coordinate $n$ is
+# and a little read-out noise $\varepsilon \sim \mathcal{N}(0, \sigma^2 I)$, $\sigma = 0.05$, added to each
+# state we read (not fed back into the recurrence). For each token we compute what fraction of its
+# variance the *best linear read-out* can recover (a Bayesian $R^2$) from (a) the final state only and
+# (b) all $S$ states, which is what attention can read. For $h = M x + \varepsilon$ with
+# $x \sim \mathcal{N}(0, I)$ the recovered fraction of coordinate $n$ is
 # $1 - \sigma^2 \big[(M^\top M + \sigma^2 I)^{-1}\big]_{nn}$.
 
 # %%
@@ -300,39 +316,41 @@ plt.show()
 # %% [markdown]
 # Once the source holds more numbers than the state ($4S > 32$), the final state can keep at most a
 # $D_h / 4S$ share of them, and the recurrence decides which: the early tokens vanish first. Kept states
-# lose nothing. Be honest about the toy: real sentences are redundant and real RNNs (LSTMs) are
-# nonlinear and gated, so they degrade more gracefully than random tokens in a linear RNN. But the
-# dimension count is the point: a fixed vector's capacity is constant while the input grows, whereas
-# attention's memory grows with $S$ (at the price of $O(S)$ work per decoder step).
+# lose almost nothing (only the noise). Be honest about the toy: real sentences are redundant, and real
+# RNNs (LSTMs) are nonlinear and gated, so they can choose what to keep; this toy says nothing about how
+# fast a trained LSTM degrades (recall Sutskever et al. 2014). But the dimension count is the point: a
+# fixed vector's capacity is constant while the input grows, whereas attention's memory grows with $S$
+# (at the price of $O(S)$ work per decoder step).
 
 # %% [markdown] tags=["question:theory-2"]
 # ### What problem does attention solve in sequence-to-sequence models?
 #
-# It removes the **fixed-length bottleneck**: a plain encoder–decoder (Sutskever et al. 2014; Cho et al.
-# 2014) squeezes the whole source into one vector $h_S$, and Cho et al. (2014) measured its translation
-# quality falling as sentences got longer. Attention instead keeps all $S$ encoder states and lets
-# every decoder step read its own weighted average of them (Bahdanau et al. 2014).
+# It removes the **fixed-length bottleneck**: a plain encoder–decoder squeezes the whole source into one
+# vector $h_S$, and its BLEU fell fast as sentences grew longer (Cho et al. 2014b, *On the Properties of
+# NMT*). Attention keeps all $S$ encoder states and lets every decoder step read its own weighted average
+# of them (Bahdanau et al. 2014).
 #
-# - The toy above: with $D_h = 32$ the final state recovers a shrinking share of the tokens once
-#   $4S > 32$, early tokens first, while all $S$ states lose nothing.
-# - Bahdanau et al. (2014) showed BLEU holding up on long sentences where the fixed-vector model fell.
-# - Each target step gets a soft alignment over the source, an `(L, S)` matrix you can plot.
-# - Every source token is one step from every output, so gradient paths are short.
-# - Cost and limit: $O(S)$ work per decoder step, and nothing tracks what was already translated, so
-#   words can be repeated or dropped; coverage models address that (Tu et al. 2016; notebook 03).
+# - The toy above: the final state keeps at most a $D_h / 4S$ share of the tokens, early ones lost first;
+#   all $S$ states keep nearly everything.
+# - Bahdanau et al.'s RNNsearch-50 held its BLEU on 50+ word sentences; their fixed-vector model fell.
+# - Nuance: Sutskever et al. (2014), with a large 4-layer LSTM and a reversed source, reported no trouble
+#   on long sentences; what the bottleneck costs depends on the model.
+# - Limit: $O(S)$ work per decoder step, and nothing explicitly tracks what is already translated, so
+#   words get repeated or dropped (coverage: Tu et al. 2016; notebook 03).
 
 # %% [markdown]
 # ## 4. Alignment scores: how well does a query match a key?
 #
-# The score function $f(q_i, k_j)$ is the only part that differs between the classic attention variants.
-# Every one of them maps queries `(..., L, D_q)` and keys `(..., S, D_k)` to scores `(..., L, S)`.
+# The score function $f(q_i, k_j)$ is where the classic attention variants differ most visibly (they also
+# differ in which decoder state asks the question and how the context is used: theory-9, notebook 03).
+# Every score function maps queries `(..., L, D_q)` and keys `(..., S, D_k)` to scores `(..., L, S)`.
 #
 # | name | score $s_{ij}$ | parameters | needs |
 # |---|---|---|---|
-# | dot (Luong) | $q_i^\top k_j$ | none | $D_q = D_k = D$ |
-# | scaled dot (Vaswani) | $q_i^\top k_j / \sqrt{D}$ | none | $D_q = D_k = D$ |
-# | general (Luong) | $q_i^\top W k_j$ | $W$: $(D_q, D_k)$ | any $D_q, D_k$ |
-# | additive (Bahdanau) | $w_v^\top \tanh(W_q^\top q_i + W_k^\top k_j)$ | $W_q$: $(D_q, A)$, $W_k$: $(D_k, A)$, $w_v$: $(A,)$ | any $D_q, D_k$ |
+# | dot (Luong et al. 2015) | $q_i^\top k_j$ | none | $D_q = D_k = D$ |
+# | scaled dot (Vaswani et al. 2017) | $q_i^\top k_j / \sqrt{D}$ | none | $D_q = D_k = D$ |
+# | general (Luong et al. 2015) | $q_i^\top W k_j$ | $W$: $(D_q, D_k)$ | any $D_q, D_k$ |
+# | additive (Bahdanau et al. 2014) | $w_v^\top \tanh(W_q^\top q_i + W_k^\top k_j)$ | $W_q$: $(D_q, A)$, $W_k$: $(D_k, A)$, $w_v$: $(A,)$ | any $D_q, D_k$ |
 #
 # In matrix form, with rows as vectors (the NumPy convention): dot is $Q K^\top$,
 # `(L, D) @ (D, S) -> (L, S)`; general is $(Q W) K^\top$, `(L, D_q) @ (D_q, D_k) @ (D_k, S)`;
@@ -363,10 +381,13 @@ check("scoring.dot_scores")
 # ### 4.2 Scaled dot-product scores
 #
 # $s_{ij} = q_i^\top k_j \cdot \text{scale}$, with default $\text{scale} = 1/\sqrt{D}$. Why $\sqrt{D}$: if
-# the entries of $q$ and $k$ are independent with mean 0 and variance 1, then $q \cdot k$ is a sum of $D$
-# terms of variance 1, so $\operatorname{Var}(q \cdot k) = D$. The scores' spread grows like $\sqrt{D}$,
-# and a softmax of widely spread scores is nearly one-hot (it *saturates*, with vanishing gradients).
-# Dividing by $\sqrt{D}$ restores unit variance whatever the width:
+# the entries of $q$ and $k$ are independent with mean 0 and variance 1 (a fair picture at
+# initialisation, not after training), then $q \cdot k$ is a sum of $D$ terms of variance 1, so
+# $\operatorname{Var}(q \cdot k) = D$. The scores' spread grows like $\sqrt{D}$, and a softmax of widely
+# spread scores is nearly one-hot (it *saturates*, with vanishing gradients: checked in section 5).
+# Dividing by $\sqrt{D}$ restores unit variance whatever the width. The variance argument is Vaswani et
+# al.'s (2017, footnote 4); that saturation is what held unscaled dot products back, they only
+# *suspected*. Notebook 02 tests it in a training run.
 
 # %%
 rng = np.random.default_rng(0)
@@ -423,8 +444,10 @@ check("scoring.general_scores")
 # $s_{ij} = w_v^\top \tanh\!\big(W_q^\top q_i + W_k^\top k_j\big)$: a one-hidden-layer MLP applied to each
 # (query, key) pair. Project once, `q @ W_q` is `(..., L, A)` and `k @ W_k` is `(..., S, A)`; pair every
 # query with every key by broadcasting to `(..., L, S, A)`; apply `tanh`; reduce with $w_v$ to
-# `(..., L, S)`. (Bahdanau wrote it on the concatenation $[q_i; k_j]$; splitting $W$ into a query
-# block and a key block gives this form.)
+# `(..., L, S)`. Bahdanau et al. (2014, appendix A) write exactly this form,
+# $v_a^\top \tanh(W_a s_{i-1} + U_a h_j)$, with their $W_a, U_a$ acting on column vectors (our $W_q^\top,
+# W_k^\top$). Luong et al. (2015) write it on the concatenation, $v_a^\top \tanh(W_a [h_t; \bar h_s])$,
+# and call it *concat*: splitting $W_a$ into a query block and a key block gives the same score.
 #
 # **Implement `additive_scores` in `src/attnlab/scoring.py`.**
 
@@ -454,31 +477,31 @@ check("scoring.additive_scores")
 #
 # - Score functions (table in section 4): dot and general (Luong et al. 2015), scaled dot (Vaswani et
 #   al. 2017), additive (Bahdanau et al. 2014).
-# - Multiplicative scores for all pairs are one batched matmul,
-#   `(B, H, L, D) @ (B, H, D, S) -> (B, H, L, S)`.
-# - Pitfalls: normalising over the queries instead of the keys; zeroing weights after the softmax (rows
-#   then no longer sum to 1); forgetting $1/\sqrt{D}$; a fully masked row returning NaN (ours returns
-#   zeros). The `check` cells of this notebook test each of these.
+# - Dot scores for all pairs are one batched matmul, `(B, H, L, D) @ (B, H, D, S) -> (B, H, L, S)`.
+# - Pitfalls: normalising over the queries; zeroing weights after the softmax (rows no longer sum to 1);
+#   forgetting $1/\sqrt{D}$; NaN on a fully masked row (ours gives zeros). The `check` cells catch the
+#   last three.
 # - Softmax is not the only normaliser: sparsemax gives exact zeros (Martins and Astudillo 2016).
 
 # %% [markdown] tags=["question:theory-6"]
 # ### What is the difference between additive and multiplicative attention?
 #
 # Multiplicative attention scores a pair with a bilinear form, $q^\top W k$ ($W = I$ for dot; Luong et
-# al. 2015), so all $L \times S$ scores are one matrix product; additive attention runs a one-hidden-layer
-# MLP on every pair, $w_v^\top \tanh(W_q^\top q + W_k^\top k)$ (Bahdanau et al. 2014). Additive
-# materialises an `(L, S, A)` tensor and a `tanh` over all of it, so it is slower and uses more memory
-# (measured below).
+# al. 2015); additive attention runs a one-hidden-layer MLP on every pair,
+# $w_v^\top \tanh(W_q^\top q + W_k^\top k)$ (Bahdanau et al. 2014). Both cost $O(LS)$ times a width, but
+# dot is one optimised matmul while additive builds an `(L, S, A)` tensor and a `tanh` over it, so it is
+# slower and uses more memory (measured below).
 #
-# - Quality: Britz et al. (2017) trained both in NMT and found additive slightly but consistently better,
-#   with unscaled multiplicative falling well behind at dimension 1024. Vaswani et al. (2017) *suspected*
-#   the cause: large dot products saturate the softmax, hence their $1/\sqrt{D}$.
-# - The Transformer's dot score of projected inputs is a general score with a low-rank
-#   $W = W_Q W_K^\top$ (checked below).
-# - Why the `tanh`: without it the score is $a_i + b_j$, the softmax over $j$ cancels $a_i$, and every
-#   query gets the same weights (checked below).
+# - Quality: in NMT, additive was as good or a little better at every size, unscaled multiplicative far
+#   behind at 1024 (18.2 vs 22.1 BLEU; Britz et al. 2017). Vaswani et al. (2017) *suspected* softmax
+#   saturation, hence $1/\sqrt{D}$.
+# - A Transformer's score is a general score with $W = W_Q W_K^\top$, rank $\le D$ (checked below).
+# - Without the `tanh` the score is $a_i + b_j$; the softmax over $j$ cancels $a_i$, so every query gets
+#   the same weights (checked below).
 
 # %%
+import os
+import platform
 import time
 
 rng = np.random.default_rng(0)
@@ -491,6 +514,7 @@ w_v_big = rng.standard_normal(A_big)          # (A,)
 
 
 def best_time(fn, repeats=5):
+    # The minimum over repeats is the run least disturbed by other processes.
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -501,6 +525,9 @@ def best_time(fn, repeats=5):
 
 t_dot = best_time(lambda: dot_scores(q_big, k_big))
 t_add = best_time(lambda: additive_scores(q_big, k_big, W_q_big, W_k_big, w_v_big))
+cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # usable cores
+print(f"measured on {platform.processor() or platform.machine()} with {cpus} usable CPU cores, "
+      f"NumPy {np.__version__}, Python {platform.python_version()}")
 print(f"L={L_big}, S={S_big}, D={D_big}, A={A_big}")
 print(f"  dot:      {t_dot * 1e3:6.2f} ms, largest array (L, S)    = {L_big * S_big:>9,} floats")
 print(f"  additive: {t_add * 1e3:6.2f} ms, largest array (L, S, A) = {L_big * S_big * A_big:>9,} floats")
@@ -540,11 +567,14 @@ print("with tanh, they differ per query:                ", not np.allclose(w_tan
 # ## 5. Softmax: from scores to weights, stably
 #
 # $\operatorname{softmax}(x)_j = e^{x_j} / \sum_{j'} e^{x_{j'}}$ maps any real row to a probability
-# distribution. Written literally, it breaks: in float64, $e^{x}$ overflows to `inf` for $x > 709.78$,
-# and `inf / inf` is `nan`. Scores that large are not exotic: unscaled dot products of long vectors, or
-# a large inverse temperature, produce them.
+# distribution. Written literally, it breaks: $e^{x}$ overflows to `inf` once $x$ exceeds the log of the
+# largest float (printed below for three dtypes), and `inf / inf` is `nan`. In float64 that takes a score
+# of several hundred; in float32 and especially float16, unscaled dot products of wide vectors or a large
+# inverse temperature can get there.
 
 # %%
+for dtype in (np.float16, np.float32, np.float64):
+    print(f"{np.dtype(dtype).name:>7}: exp(x) overflows for x > {np.log(np.finfo(dtype).max):.2f}")
 x = np.array([1000.0, 1001.0, 1002.0])           # (S,) = (3,) scores
 with np.errstate(over="ignore", invalid="ignore"):  # silence the warnings; look at the values instead
     big = np.exp(1000.0)
@@ -613,8 +643,9 @@ plt.show()
 #
 # The usual trick sets masked scores to $-\infty$ before the softmax. That fails when a whole row is
 # masked: the max is $-\infty$, $-\infty - (-\infty) = $ `nan`, and the row becomes NaN, which then
-# poisons every gradient. **Our convention: a fully masked row gets all-zero weights** (and, later, a
-# zero output).
+# poisons every gradient. The other common trick, a large finite negative such as `-1e9`, avoids the NaN
+# but silently gives a fully masked row uniform weights over keys it must not see. **Our convention: a
+# fully masked row gets all-zero weights** (and, later, a zero output).
 #
 # **Implement `masked_softmax` in `src/attnlab/softmax.py`.**
 
@@ -645,18 +676,18 @@ check("softmax.masked_softmax")
 # ### Describe the softmax normalization in attention mechanisms.
 #
 # Softmax turns one query's row of scores into weights $\alpha_{ij} = e^{s_{ij}} / \sum_{j'} e^{s_{ij'}}$
-# that are positive, keep the order of the scores and sum to 1 over the keys; it is a smooth relaxation of
-# `argmax` whose Jacobian $\mathrm{diag}(\alpha) - \alpha\alpha^\top$ lets attention be trained by gradient
+# that are positive, keep the order of the scores and sum to 1 over the keys; it is a smooth stand-in for
+# `argmax` with Jacobian $\mathrm{diag}(\alpha) - \alpha\alpha^\top$, so attention trains by gradient
 # descent. Implementations subtract the row maximum first, which changes nothing (shift invariance) and
 # prevents overflow.
 #
 # - Temperature: $\mathrm{softmax}(s/T)$ tends to one-hot as $T \to 0$ and to uniform as $T \to \infty$;
-#   $\sqrt{D}$ in scaled attention and $2\sigma^2$ in section 2 are temperatures. A too-sharp softmax
-#   saturates and its Jacobian vanishes (checked below).
-# - The weights **must** sum to 1, so a query cannot attend to nothing: a head with nothing to do parks
-#   its weight somewhere. Trained LMs park it on the first tokens, "attention sinks" (Xiao et al. 2023);
-#   a key whose value is zero works as such a sink (cell below).
-# - Masked logits are set to $-\infty$ before normalising; a fully masked row needs a special case.
+#   $\sqrt{D}$ and the $2\sigma^2$ of section 2 are temperatures. A too-sharp softmax saturates: its
+#   Jacobian vanishes (checked below).
+# - The weights **must** sum to 1, so a query cannot attend to nothing. Trained autoregressive LLMs put
+#   much of the spare weight on the first tokens, "attention sinks" (Xiao et al. 2023); a key with a zero
+#   value acts as such a sink (cell below).
+# - Masking and its pitfalls: see theory-7.
 
 # %%
 rng = np.random.default_rng(0)
@@ -721,14 +752,13 @@ plt.show()
 # single summary $h_S$ with a fresh context for every decoder step (Bahdanau et al. 2014).
 #
 # - Bahdanau et al. (2014): the values are annotations $h_j$ of a **bidirectional** RNN (forward and
-#   backward states concatenated, so $h_j$ describes both sides of word $j$); the weights come from the
-#   **previous** decoder state $s_{t-1}$, and $c_t$ then helps compute $s_t$.
-# - Luong et al. (2015): the weights come from the **current** state $h_t$, and
-#   $\tilde h_t = \tanh(W_c [c_t; h_t])$ predicts the word (notebook 03).
+#   backward states concatenated: both sides of word $j$); weights from the **previous** decoder state
+#   $s_{t-1}$; $c_t$ then helps compute $s_t$.
+# - Luong et al. (2015): weights from the **current** state $h_t$; $\tilde h_t = \tanh(W_c [c_t; h_t])$
+#   predicts the word (notebook 03).
 # - Properties (checked below): width $D_v$ whatever $S$ is; inside the values' bounding box; invariant
 #   to permuting the (key, value) pairs together; equivariant to permuting the queries.
-# - Pitfalls: summing over the wrong axis, assuming values equal keys, and NaN contexts from fully masked
-#   rows (ours are zero vectors).
+# - Pitfalls: summing over the wrong axis; NaN from fully masked rows (ours are zero vectors).
 
 # %%
 manual = np.zeros((2, 3, 6))                    # (B, L, D_v) by the definition, one sum per query
@@ -758,13 +788,13 @@ print("fully masked rows give a zero context:", np.all(no_keys == 0))
 
 # %% [markdown] tags=["answer", "points:2"]
 # Without attention the encoder must squeeze the whole source into one fixed-size vector (its final
-# state), and the decoder reads only that vector at every step; its capacity does not grow with the input
-# length, so long sentences lose information, especially their early tokens, whose signal and gradients
-# pass through many recurrent updates. Attention keeps all $S$ encoder states and, at each decoder step,
-# scores them against the decoder state, normalises the scores with a softmax and reads a fresh
-# weighted average (the context vector) of them. So the memory grows with the input, each output word can
-# focus on the source words it needs (a soft alignment), and every source position is one step from
-# every output, at a cost of $O(S)$ work per decoder step.
+# state), and the decoder sees the source only through that vector; its capacity does not grow with the
+# input length, so long sentences lose information, especially their early tokens, whose signal and
+# gradients pass through many recurrent updates. Attention keeps all $S$ encoder states and, at each
+# decoder step, scores them against the decoder state, normalises the scores with a softmax and reads a
+# fresh weighted average (the context vector) of them. So the memory grows with the input, each output
+# word can focus on the source words it needs (a soft alignment), and every source position is one step
+# from every output, at a cost of $O(S)$ work per decoder step.
 
 # %% [markdown]
 # ## Summary
