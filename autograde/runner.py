@@ -22,7 +22,7 @@ from .framework import Context, case_rng, hint_suffix, sentence
 from .sandbox import Limits, dropped_guarantees, host_cuda
 
 STATUSES = ("passed", "failed", "error", "timeout", "not_implemented", "forbidden")
-DIAGNOSIS_REPLAYS = 60  # mutant replays per exercise on failures (bounded judge time, deterministic)
+DIAGNOSED_CASES = 5  # failing cases per exercise whose mutants are replayed (bounded judge time, deterministic)
 MEMORY_WORDS = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "Unable to allocate",
                 "out of memory")
 
@@ -73,7 +73,8 @@ def grade_exercise(exercise, backend, seed=0):
         cases_left = cases
     else:
         cases_left = []
-        diagnosis_budget = {"replays": DIAGNOSIS_REPLAYS}
+        # enough for the reference and every mutant on the first DIAGNOSED_CASES failing cases
+        diagnosis_budget = {"replays": DIAGNOSED_CASES * (len(exercise.mutants) + 1)}
         for i, case in enumerate(cases):
             ctx = Context(exercise, case, case_rng(seed, exercise.id, case.name), backend, diagnosis_budget)
             try:

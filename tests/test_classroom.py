@@ -4,6 +4,10 @@ One course directory is built once (module fixture): `attnlab classroom source`,
 three simulated students (complete, untouched stubs, one planted bug) in ``submitted/``, one
 ``nbgrader autograde`` for all of them, ``nbgrader export`` to CSV and ``nbgrader generate_feedback`` for
 the buggy student. The tests then check scores, the release and the feedback.
+
+A second, smaller course (fixture `course04`) does the same for notebook 04, whose exercises include a
+PyTorch class graded in the sandbox's torch worker (transformer.TransformerBlock): two students, complete
+and untouched stubs, one ``nbgrader autograde``.
 """
 import csv
 import json
@@ -11,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,22 +34,23 @@ GOOD_LINE = "    shifted = x - np.max(x, axis=axis, keepdims=True)  # (..., S), 
 BUGGY_LINE = "    shifted = x  # planted bug: no max subtraction, exp overflows on large logits"
 
 
-def _env():
+def _env(extra=None):
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    for var in ("ATTNLAB_SRC", "ATTNLAB_STRICT", "ATTNLAB_GRADE_SEED", "NBGRADER_EXECUTION"):
+    for var in ("ATTNLAB_SRC", "ATTNLAB_STRICT", "ATTNLAB_GRADE_SEED", "NBGRADER_EXECUTION", "ATTNLAB_QUICK"):
         env.pop(var, None)
+    env.update(extra or {})
     return env
 
 
-def _run(cmd, cwd, timeout=300):
-    r = subprocess.run(cmd, cwd=str(cwd), env=_env(), capture_output=True, text=True, timeout=timeout)
+def _run(cmd, cwd, timeout=300, extra_env=None):
+    r = subprocess.run(cmd, cwd=str(cwd), env=_env(extra_env), capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"{' '.join(map(str, cmd))} exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r
 
 
-def _nbgrader(course, *args):
-    return _run([classroom.nbgrader_executable(), *args], course)
+def _nbgrader(course, *args, extra_env=None):
+    return _run([classroom.nbgrader_executable(), *args], course, extra_env=extra_env)
 
 
 def _attnlab(*args):
@@ -64,14 +70,14 @@ def _fill_answer(notebook_path, text):
     notebook_path.write_text(json.dumps(nb, indent=1))
 
 
-def _submit(course, student, modules=None, answer=None):
-    dest = course / "submitted" / student / A
-    shutil.copytree(course / "release" / A, dest)
+def _submit(course, student, modules=None, answer=None, assignment=A):
+    dest = course / "submitted" / student / assignment
+    shutil.copytree(course / "release" / assignment, dest)
     (dest / "timestamp.txt").write_text("2025-01-15 12:00:00.000000 UTC")
     for name, text in (modules or {}).items():
         (dest / "src" / "attnlab" / name).write_text(text)
     if answer:
-        _fill_answer(dest / f"{A}.ipynb", answer)
+        _fill_answer(dest / f"{assignment}.ipynb", answer)
     return dest
 
 
@@ -113,11 +119,11 @@ def _exported(course):
         return {row["student_id"]: row for row in csv.DictReader(fh)}
 
 
-def _cell_scores(course, student):
+def _cell_scores(course, student, assignment=A):
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=classroom.read_course_id(course)) as gb:
-        nb = gb.find_submission_notebook(A, A, student)
+        nb = gb.find_submission_notebook(assignment, assignment, student)
         return {g.name: (g.auto_score, g.manual_score, g.score, g.max_score) for g in nb.grades}
 
 
@@ -317,3 +323,46 @@ def test_literal_round_trips():
             assert back == float(v)
         else:
             assert back == v
+
+
+# ------------------------------------------------------------------- notebook 04: a PyTorch exercise
+NB4 = next(nb for nb in NOTEBOOKS if nb.number == 4)
+A4 = NB4.name                                 # "04_multihead_transformer"
+COURSE04_BUDGET_S = 180
+
+
+@pytest.fixture(scope="module")
+def course04(tmp_path_factory):
+    """Notebook 04 through real nbgrader: source, release, a complete and a stub student, autograde. The
+    notebook's training demos run shortened (ATTNLAB_QUICK=1) while nbgrader executes it."""
+    started = time.monotonic()
+    course = tmp_path_factory.mktemp("classroom04") / "course"
+    for args in (("source", str(course), "--notebooks", "04"), ("release", str(course), A4)):
+        r = _attnlab("classroom", *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+    (course / "students.csv").write_text("id,first_name,last_name\ncomplete,Ada,Complete\nstubs,Sam,Stubs\n")
+    _nbgrader(course, "db", "student", "import", "students.csv")
+    _submit(course, "complete", _solution_modules(), assignment=A4,
+            answer="Post-LN's large gradients near the output need small first steps; Pre-LN's do not.")
+    _submit(course, "stubs", assignment=A4)
+    _nbgrader(course, "autograde", A4, extra_env={"ATTNLAB_QUICK": "1"})
+    return course, time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_notebook_04_with_a_pytorch_exercise_grades_end_to_end(course04):
+    from autograde import registry
+
+    course, seconds = course04
+    exercises = classroom.notebook_exercises(NB4)
+    assert "transformer.TransformerBlock" in [e.id for e in exercises]
+    assert registry.get("transformer.TransformerBlock").profile == "torch"
+    complete, stubs = _cell_scores(course, "complete", A4), _cell_scores(course, "stubs", A4)
+    for ex in exercises:
+        gid = classroom.grade_id_for(ex.id)
+        assert complete[gid][0] == ex.points == complete[gid][3], (ex.id, complete[gid])
+        assert stubs[gid][0] == 0, (ex.id, stubs[gid])
+    assert sum(complete[classroom.grade_id_for(e.id)][0] for e in exercises) == sum(e.points for e in exercises)
+    assert complete["answer-1"][0] is None  # a written answer is graded by hand
+    print(f"notebook 04 classroom: source, release and autograde of 2 students in {seconds:.0f} s")
+    assert seconds < COURSE04_BUDGET_S

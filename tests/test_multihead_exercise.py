@@ -93,3 +93,117 @@ def test_the_convention_is_pytorchs_dropout():
     kept = out != 0
     torch.testing.assert_close(out[kept], w[kept] / 0.7)
     assert torch.equal(torch.nn.functional.dropout(w, p=0.0, training=True), w)
+
+
+# ------------------------------------------------------------- heads, layer norm, feed-forward (notebook 04)
+SOLUTION = (ROOT / "solutions" / "attnlab" / "multihead.py").read_text()
+GELU_LINE = "        a = (0.5 * h * (1.0 + erf(h / math.sqrt(2.0)))).astype(h.dtype)  # erf works in float64"
+# the tanh approximation written in its own way (float32 constants, h * h * h): not the grader's mutant
+TANH_LINE = ("        c = np.asarray(0.7978845608, dtype=h.dtype)\n"
+             "        a = h * 0.5 * (1.0 + np.tanh(c * (h + np.asarray(0.044715, dtype=h.dtype) * h * h * h)))")
+
+
+def _grade_module(tmp_path, name, source, exercise_ids, seed=3):
+    report = grade_submission(_submission(tmp_path, name, source), exercise_ids, seed=seed)
+    return {e["id"]: e for e in report["exercises"]}
+
+
+def _failures(entry):
+    return [t["message"] for t in entry["tests"] if not t["passed"] and not t.get("skipped")]
+
+
+def test_the_numpy_module_never_imports_torch():
+    """multihead is graded where torch does not exist: neither the solution nor the stub may import it."""
+    import ast
+
+    for path in (ROOT / "solutions" / "attnlab" / "multihead.py", ROOT / "src" / "attnlab" / "multihead.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not any(n.split(".")[0] in ("torch", "scipy") for n in names), (path, ast.dump(node))
+
+
+def test_numpy_reference_equals_nn_multihead_attention_and_keeps_the_course_rule():
+    """Our float64 reference vs nn.MultiheadAttention with transposed weights: equal wherever a query sees a
+    key; a query that sees nothing in every head gets zero weights and exactly b_o (PyTorch: NaN)."""
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    B, L, S, E, H = 2, 5, 7, 12, 3
+    x_q, x_kv = rng.standard_normal((B, L, E)), rng.standard_normal((B, S, E))
+    params = {n: rng.standard_normal((E, E) if n[0] == "W" else (E,)) for n in ref.PARAM_NAMES}
+    mask = rng.random((B, H, L, S)) < 0.5
+    mask[..., 0] = True
+    mask[1, :, 2] = False                      # dead in every head
+    mask[0, 1, 3] = False                      # dead in one head only
+    ours_out, ours_w = ref.multi_head_attention(x_q, x_kv, params, H, mask)
+    torch_out, torch_w = ref.torch_multi_head_attention(x_q, x_kv, params, H, mask)
+    np.testing.assert_allclose(ours_w, torch_w, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(ours_out, torch_out, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(ours_w[1, :, 2], 0.0)
+    np.testing.assert_allclose(ours_out[1, 2], params["b_o"], rtol=0, atol=1e-15)
+    assert np.isfinite(torch_out).all()
+
+
+def test_a_correct_multi_head_attention_written_another_way_passes_in_the_sandbox(tmp_path):
+    """A loop over heads with its own masked softmax, no dependency calls."""
+    body = '''
+def multi_head_attention(x_q, x_kv, params, num_heads, mask=None):
+    B, L, E = x_q.shape
+    D = E // num_heads
+    outs, weights = [], []
+    for h in range(num_heads):
+        cols = slice(h * D, (h + 1) * D)
+        q = x_q @ params["W_q"][:, cols] + params["b_q"][cols]
+        k = x_kv @ params["W_k"][:, cols] + params["b_k"][cols]
+        v = x_kv @ params["W_v"][:, cols] + params["b_v"][cols]
+        s = q @ k.swapaxes(-1, -2) / np.sqrt(D)
+        keep = np.ones(s.shape, bool) if mask is None else np.broadcast_to(mask, (B, num_heads) + s.shape[1:])[:, h]
+        s = np.where(keep, s, -np.inf)
+        m = s.max(axis=-1, keepdims=True)
+        e = np.where(keep, np.exp(s - np.where(np.isfinite(m), m, 0)), 0)
+        t = e.sum(axis=-1, keepdims=True)
+        w = np.divide(e, t, out=np.zeros_like(e), where=t > 0)
+        outs.append(w @ v)
+        weights.append(w)
+    out = np.concatenate(outs, axis=-1) @ params["W_o"] + params["b_o"]
+    return out.astype(x_q.dtype), np.stack(weights, axis=1).astype(x_q.dtype)
+'''
+    entry = _grade_module(tmp_path, "loop", SOLUTION + body, ["multihead.multi_head_attention"])
+    assert entry["multihead.multi_head_attention"]["status"] == "passed", \
+        _failures(entry["multihead.multi_head_attention"])
+
+
+def test_pytorch_weight_layout_is_named(tmp_path):
+    """x @ W.T (PyTorch's (out, in) habit) raises nothing with square weights: the grader names it."""
+    source = SOLUTION
+    for name in ("W_q", "W_k", "W_v", "W_o"):
+        source = source.replace(f'params["{name}"]', f'params["{name}"].T')
+    entry = _grade_module(tmp_path, "transposed", source, ["multihead.multi_head_attention"])
+    mha = entry["multihead.multi_head_attention"]
+    assert mha["status"] == "failed" and mha["points"] == 0, mha["points"]
+    failures = _failures(mha)  # the engine caps mutant replays per exercise: the first cases carry the hint
+    assert grader.TRANSPOSED_W_HINT in failures[0], failures[0]
+    assert "; or: " not in failures[0], failures[0]  # and nothing else is named
+
+
+def test_the_tanh_gelu_is_named_however_it_is_written(tmp_path):
+    assert GELU_LINE in SOLUTION
+    entry = _grade_module(tmp_path, "tanh", SOLUTION.replace(GELU_LINE, TANH_LINE), ["multihead.feed_forward"])
+    ff = entry["multihead.feed_forward"]
+    failed = {t["name"]: t["message"] for t in ff["tests"] if not t["passed"]}
+    gelu_cases = {c.name for c in grader.feed_forward.cases if "relu" not in c.name and "activation" not in c.name}
+    assert gelu_cases <= set(failed), (gelu_cases, list(failed))
+    for name in gelu_cases:
+        assert grader.TANH_HINT in failed[name], failed[name]
+
+
+def test_layer_norm_by_mean_of_squares_is_caught_only_where_it_cancels(tmp_path):
+    """mean(x**2) - mean(x)**2 is fine in float64 and at small offsets; in float32 rows centred near +-1000
+    it loses the variance, and the grader says why."""
+    good = "    var = (centred * centred).mean(axis=-1, keepdims=True)  # (..., 1), biased"
+    bad = "    var = (x * x).mean(axis=-1, keepdims=True) - mean * mean"
+    assert good in SOLUTION
+    entry = _grade_module(tmp_path, "cancel", SOLUTION.replace(good, bad), ["multihead.layer_norm"])
+    failed = {t["name"]: t["message"] for t in entry["multihead.layer_norm"]["tests"] if not t["passed"]}
+    assert list(failed) == ["large offset, float32"], list(failed)
+    assert grader.CANCEL_HINT in failed["large offset, float32"]
