@@ -158,8 +158,20 @@ def test_release_has_no_solutions_or_hidden_tests(course):
     assert classroom.main("verify-release", [str(course), A], out=lambda *_: None) == 0
     rel = course / "release" / A
     text = (rel / f"{A}.ipynb").read_text()
-    for needle in ("BEGIN HIDDEN TESTS", "hidden_score", "BEGIN SOLUTION", "Attention keeps all $S$ encoder"):
+    for needle in ("BEGIN HIDDEN TESTS", "hidden_score", "BEGIN SOLUTION"):
         assert needle not in text
+    # no sentence of a model answer reaches the students, not even through the notebook's own prose
+    source = json.loads((course / "source" / A / f"{A}.ipynb").read_text())
+    answers = ["".join(c["source"]) for c in source["cells"] if "answer" in c["metadata"].get("tags", [])]
+    assert answers
+    released = "".join("".join(c["source"]) for c in json.loads(text)["cells"])
+    released = " ".join(released.split())
+    for answer in answers:
+        words = answer.split()
+        assert len(words) > 20
+        for i in range(len(words) - 6):                     # no run of 7 words of a model answer
+            run = " ".join(words[i:i + 7])
+            assert run not in released, run
     assert "YOUR ANSWER HERE" in text
     solutions = _solution_modules()
     for p in (rel / "src" / "attnlab").glob("*.py"):

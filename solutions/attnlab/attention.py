@@ -30,7 +30,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, scale=None):
     output : ndarray, shape (..., L, D_v)
         Weighted sums of values; same dtype as q.
     weights : ndarray, shape (..., L, S)
-        Attention weights; each unmasked row sums to 1.
+        Attention weights; each row sums to 1, except a fully masked row, which is all zeros.
 
     Notes
     -----

@@ -327,8 +327,8 @@ plt.show()
 #
 # It removes the **fixed-length bottleneck**: a plain encoder–decoder squeezes the whole source into one
 # vector $h_S$, and its BLEU fell fast as sentences grew longer (Cho et al. 2014b, *On the Properties of
-# NMT*). Attention keeps all $S$ encoder states and lets every decoder step read its own weighted average
-# of them (Bahdanau et al. 2014).
+# NMT*). With attention, the decoder keeps every one of the $S$ encoder states and, at each step, reads its
+# own weighted average of them (Bahdanau et al. 2014).
 #
 # - The toy above: the final state keeps at most a $D_h / 4S$ share of the tokens, early ones lost first;
 #   all $S$ states keep nearly everything.

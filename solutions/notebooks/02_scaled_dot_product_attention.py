@@ -14,8 +14,8 @@
 # %% [markdown]
 # # 02 · Scaled dot-product attention
 #
-# Notebook 01 turned query-key scores into weights. This notebook builds the function every
-# Transformer calls thousands of times, $\mathrm{softmax}(QK^\top/\sqrt{D})\,V$, together with
+# Notebook 01 turned query-key scores into weights. This notebook builds the function at the core
+# of every Transformer attention layer, $\mathrm{softmax}(QK^\top/\sqrt{D})\,V$, together with
 # the masks that decide who may look at whom.
 #
 # **You will learn**
@@ -75,8 +75,8 @@ def show_weights(ax, w, title, xlabel="key position j", ylabel="query position i
 # - a **value** $v_j$ is the content position $j$ hands over once it is matched.
 #
 # Queries and keys meet in a dot product, so they share the width $D$; values can have their own
-# width $D_v$. Separate matrices also make relevance *asymmetric*: $q_i\cdot k_j \ne q_j\cdot k_i$,
-# whereas raw similarities $x_i\cdot x_j$ are symmetric.
+# width $D_v$. Separate matrices also make relevance *asymmetric*: in general
+# $q_i\cdot k_j \ne q_j\cdot k_i$, whereas raw similarities $x_i\cdot x_j$ are symmetric.
 
 # %%
 rng = np.random.default_rng(0)
@@ -109,8 +109,8 @@ print("x_i.x_j symmetric:", np.allclose(raw, raw.T), "| q_i.k_j symmetric:", np.
 # - Why not use $X$ directly: $x_i \cdot x_j$ is symmetric and each token tends to match itself best;
 #   separate $W_q, W_k$ make relevance asymmetric (checked above), and separate $W_k, W_v$ let what a
 #   token is matched on differ from what it hands over.
-# - Keys and values come in pairs (same $S$); the number of queries $L$ is free, which cross-attention
-#   and cached decoding rely on.
+# - Keys and values come in pairs (same $S$); the number of queries $L$ is free (cross-attention,
+#   cached decoding).
 
 # %% [markdown] tags=["question:theory-5"]
 # ### Explain the three main components of attention: Query, Key, Value.
@@ -122,8 +122,8 @@ print("x_i.x_j symmetric:", np.allclose(raw, raw.T), "| q_i.k_j symmetric:", np.
 #
 # - One output row per query, `(..., L, D_v)`; keys and values share $S$.
 # - In causal stacks a past token's key and value do not change when later tokens arrive, so generation
-#   caches them (the KV cache, notebook 12) and computes only the new token's query. In a bidirectional
-#   encoder the keys above the first layer depend on every token, so there is nothing to reuse.
+#   caches them (the KV cache, notebook 12) and computes the query, key and value of the new token only.
+#   In a bidirectional encoder the keys above the first layer depend on every token: nothing to reuse.
 # - Multi-query and grouped-query attention share each key/value head among several query heads to shrink
 #   that cache (Shazeer 2019; Ainslie et al. 2023).
 
@@ -183,10 +183,10 @@ print("row sums of weights:", weights.sum(axis=-1).round(12))
 # - $D$ is the per-head query/key width ($d_k$), not the model width $E$; the factor is $1/\sqrt{D}$,
 #   not $1/D$.
 # - A mask acts on the scores before the softmax; zeroing weights after it breaks the row sums.
-# - Cost per (batch, head): $2LSD + 2LSD_v$ flops and an `(L, S)` weight matrix, so memory is quadratic
-#   in length unless a kernel streams it (FlashAttention, Dao et al. 2022; notebook 08).
-# - Bugs interviewers probe: softmax over the query axis (columns sum to 1), transposing every axis of
-#   $K$ instead of the last two, scaling by $\sqrt{E}$.
+# - Cost per (batch, head): $2LSD + 2LSD_v$ flops and an `(L, S)` weight matrix, quadratic in length
+#   unless a kernel streams it (FlashAttention, Dao et al. 2022; notebook 08).
+# - Bugs interviewers probe: softmax over the query axis, transposing every axis of $K$ instead of the
+#   last two, scaling by $\sqrt{E}$.
 # - It has no parameters of its own; they live in the projections.
 
 # %% [markdown]
@@ -197,11 +197,16 @@ print("row sums of weights:", weights.sum(axis=-1).round(12))
 #
 # $$\mathrm{Var}(q\cdot k) = D, \qquad \mathrm{Var}\!\left(\frac{q\cdot k}{\sqrt{D}}\right) = 1.$$
 #
-# That is the situation at initialisation, not after training (trained queries and keys are not
-# independent). Unscaled, the scores spread out like $\sqrt{D}$; a softmax of widely spread scores puts
-# almost all its weight on the largest one (it *saturates*). The experiment below draws $S=32$ keys per
-# query for growing $D$ and measures the score variance, the mean largest weight in a row (1/32 is
-# uniform, 1 is one-hot) and the mean entropy of a row (at most $\ln 32$).
+# This is Vaswani et al.'s (2017) argument for the factor, and it describes initialisation, not
+# training (trained queries and keys are not independent). Unscaled, the scores spread out like
+# $\sqrt{D}$; a softmax of widely spread scores puts almost all its weight on the largest one (it
+# *saturates*). Vaswani et al. only *suspected* that this is what hurts unscaled dot products at large
+# $d_k$ (where additive attention beat them, a result they cite from Britz et al. 2017): the Jacobian
+# below shows the mechanism, and section 3.1 tests it in training.
+#
+# The experiment below draws $S=32$ keys per query for growing $D$ and measures the score variance
+# (with the slope of its log-log fit), the mean largest weight in a row (1/32 is uniform, 1 is one-hot)
+# and the mean entropy of a row (at most $\ln 32$).
 
 # %%
 rng = np.random.default_rng(0)
@@ -221,7 +226,8 @@ for D in Ds:
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 for kind, style in (("raw", "o-"), ("scaled", "s-")):
     label = "q·k" if kind == "raw" else "q·k / √D"
-    axes[0].loglog(Ds, stats[kind]["var"], style, label=label)
+    slope = np.polyfit(np.log(Ds), np.log(stats[kind]["var"]), 1)[0]  # variance ~ D^slope
+    axes[0].loglog(Ds, stats[kind]["var"], style, label=f"{label} (fitted slope {slope:.2f})")
     axes[1].semilogx(Ds, stats[kind]["max"], style, label=label)
     axes[2].semilogx(Ds, stats[kind]["ent"], style, label=label)
 axes[0].loglog(Ds, Ds, "k:", label="theory: D")
@@ -285,6 +291,7 @@ for factor in [1, 4, 16, 64]:  # sqrt(D) for D = 1, 16, 256, 4096
 
 # %%
 import math
+import platform
 import time
 
 import torch
@@ -369,7 +376,12 @@ def steps_to_90(accuracy, window=20):
     return int(reached[0]) + window if len(reached) else None
 
 
-print(f"{M} models x {STEPS} steps in {train_seconds:.1f} s (torch {torch.__version__}, 1 CPU thread)")
+cpu = platform.processor() or platform.machine()
+try:  # Linux names the CPU model in /proc/cpuinfo
+    cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+except (OSError, StopIteration):
+    pass
+print(f"{M} models x {STEPS} steps in {train_seconds:.1f} s (torch {torch.__version__}, 1 thread of {cpu})")
 print("learning  seed | steps to 90% accuracy | saturated rows, steps 0-9 | |grad W_q, W_k|, steps 0-9 |"
       " loss, last 20 steps")
 print("rate           |  scaled    unscaled   |  scaled    unscaled      |  scaled    unscaled         |"
@@ -396,7 +408,7 @@ def moving_average(x, n=10):
 
 fig, axes = plt.subplots(2, 2, figsize=(12, 7.5), sharex=True)
 panels = [("loss", "training loss (cross-entropy)", "(a) loss"),
-          ("qk_grad_norm", "gradient norm of (W_q, W_k)", "(b) query/key gradient norm"),
+          ("qk_grad_norm", "gradient norm of (W_q, W_k)", "(b) gradient norm of W_q, W_k"),
           ("saturated", "share of rows with max weight > 0.99", "(c) saturated softmax rows"),
           ("on_match", "attention weight on the matching slot", "(d) what attention learned")]
 steps_axis = np.arange(10, STEPS + 1)  # the 10-step average ending at each step
@@ -420,19 +432,19 @@ plt.show()
 # %% [markdown]
 # **What the run shows** (the table and the four panels, 3 seeds at $3 \cdot 10^{-3}$):
 #
-# - (a), (d): the scaled model's loss sits near $\ln 16$ (dotted) for a few dozen steps, then falls to
-#   nearly 0 as its attention locks onto the matching slot. The unscaled model's loss falls slowly, and
-#   its weight on the matching slot creeps up; by the table it needs several times more steps to reach
-#   90% accuracy in every pair, at all three learning rates, so a different learning rate does not close
-#   the gap here.
+# - (a), (d): the scaled model's loss starts near $\ln 16$ (dotted) and, within the few dozen steps the
+#   table lists, falls to nearly 0 as its attention locks onto the matching slot. The unscaled model's
+#   loss starts above $\ln 16$ and falls slowly while its weight on the matching slot creeps up; by the
+#   table it needs several times more steps to reach 90% accuracy in every pair. Neither of the other two
+#   learning rates (one seed each) closes the gap.
 # - (c): from step 0, most of the unscaled model's softmax rows are saturated (max weight above 0.99)
 #   on whatever key happens to score highest, while almost no scaled row is. Once trained, the scaled model
 #   saturates too, on the right slot: being one-hot is the solution here, starting one-hot at random is
 #   the problem.
 # - (b): before either model has learned, the gradient norm of $W_q, W_k$ is several times **larger**
 #   for the unscaled model (steps 0-9 in the table), not smaller. So "the gradient vanishes" is not what
-#   the norm shows; the cell below looks inside it. (The scaled model's norm collapses later only
-#   because it has solved the task.)
+#   the norm shows; the cell below looks inside it. (The scaled model's norm collapses once it has
+#   solved the task: its loss, and with it the gradient, is then near 0.)
 
 # %%
 P0 = {name: torch.stack([t.detach()] * 2) for name, t in init_params(0).items()}  # one model, twice
@@ -447,19 +459,29 @@ scores.retain_grad()
 loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(2, n_big).mean(dim=1)
 loss.sum().backward()
 row_grad = scores.grad.norm(dim=-1) * n_big  # (2, n): |d loss_r / d scores_r| of each example r
-top_share = row_grad.sort(dim=1, descending=True).values[:, : n_big // 10].sum(dim=1) / row_grad.sum(dim=1)
+top_rows = row_grad.argsort(dim=1, descending=True)[:, : n_big // 10]  # (2, n/10): the largest 10%
+top_share = row_grad.gather(1, top_rows).sum(dim=1) / row_grad.sum(dim=1)
+top_two = scores.detach().topk(2, dim=-1).values                      # (2, n, 2)
+gap = top_two[..., 0] - top_two[..., 1]                               # (2, n): best minus second-best score
+saturated = weights.detach().max(dim=-1).values > 0.99                # (2, n)
 for j, name in enumerate(("scaled  ", "unscaled")):
     qk_grad = torch.cat([P0["W_q"].grad[j].flatten(), P0["W_k"].grad[j].flatten()]).norm()
     print(f"{name} at initialisation: score std {scores[j].std():5.2f} | saturated rows "
-          f"{(weights[j].max(dim=-1).values > 0.99).float().mean():4.0%} | median row |dL/dscores| "
+          f"{saturated[j].float().mean():4.0%} | median row |dL/dscores| "
           f"{row_grad[j].median():.1e} | share from the top 10% rows {top_share[j]:4.0%} | |grad W_q, W_k| {qk_grad:.2f}")
+print(f"scaled / unscaled |dL/dscores| per row: median {row_grad[0].median() / row_grad[1].median():.0f}x, "
+      f"mean {row_grad[0].mean() / row_grad[1].mean():.1f}x")
+print(f"unscaled, the top 10% rows: {saturated[1, top_rows[1]].float().mean():.0%} saturated, median top-two "
+      f"score gap {gap[1, top_rows[1]].median():.2f} (all rows: {gap[1].median():.2f})")
 
 # %% [markdown]
-# At initialisation the unscaled model's median row passes back a score gradient nearly a hundred
-# times smaller than the scaled model's, and a tenth of its rows (the unsaturated ones, whose top
-# scores nearly tie) carry most of the total. Its $W_q, W_k$ gradient is nevertheless larger, because dropping $1/\sqrt{D}$ also multiplies
-# the gradient of the scores with respect to $q$ and $k$ by $\sqrt{D} = 16$. So the unscaled model is
-# not starved of gradient *size*; each step learns mostly from a few examples instead of the whole batch.
+# At initialisation the unscaled model's median row passes back a score gradient tens of times smaller
+# than the scaled model's (the median ratio above), and a tenth of its rows carry most of the total:
+# rows that are not saturated because their two best scores nearly tie (their median gap is printed
+# against all rows'). Averaged over the batch, its score gradient is therefore only a few times smaller,
+# and dropping $1/\sqrt{D}$ also multiplies the gradient of the scores with respect to $q$ and $k$ by
+# $\sqrt{D} = 16$: its $W_q, W_k$ gradient ends up larger. So the unscaled model is not starved of
+# gradient *size*; each step learns mostly from a few examples instead of the whole batch.
 # (With Adam, which divides each step by a running gradient scale, size matters little anyway.) The
 # conclusions are for this task, this initialisation and Adam; they are the behaviour the variance
 # argument predicts, not a proof that it holds everywhere.
@@ -468,19 +490,24 @@ for j, name in enumerate(("scaled  ", "unscaled")):
 # ### Why is scaling important in dot-product attention?
 #
 # At initialisation, with query and key entries of mean 0 and variance 1, $q \cdot k$ has variance $D$,
-# so unscaled scores spread like $\sqrt{D}$ and, at large $D$, most softmax rows start nearly one-hot on
-# arbitrary keys; dividing by $\sqrt{D}$ gives unit-variance scores. In section 3.1, at $D = 256$, the
-# unscaled model needs several times more steps to learn a retrieval task, at every learning rate tried.
+# so unscaled scores spread like $\sqrt{D}$ and at large $D$ most softmax rows start nearly one-hot on
+# arbitrary keys; dividing by $\sqrt{D}$ restores unit variance. In section 3.1 ($D = 256$) the unscaled
+# model needed several times more steps to learn a retrieval task, at each learning rate tried.
 #
-# - Mechanism: a saturated row's Jacobian $\mathrm{diag}(p) - pp^\top$ is nearly 0, so the few rows near
-#   a tie carry most of the signal; the q/k gradient *norm* hides this (it is larger unscaled).
-# - The variance argument holds at initialisation only; trained $q$ and $k$ become correlated, and μP
-#   argues for $1/D$ for that reason (Yang et al. 2022).
-# - Logits can still grow in training: ViT-22B's training diverged from it until LayerNorm was applied
-#   to queries and keys (Dehghani et al. 2023); L2-normalising them (QK-norm, Henry et al. 2020) bounds
-#   the score (cell below).
-# - Additive scores $\sum_a w_{v,a} \tanh(\cdot)$ sum $A$ bounded terms: their scale is set by $A$ and
-#   $w_v$'s initialisation, not by $D$; `tanh` bounds each term, not the sum (cell below).
+# - Sources: the variance argument is Vaswani et al.'s (2017); that saturation made unscaled dot products
+#   trail additive attention at large $d_k$ (Britz et al. 2017) is only their suspicion.
+# - Mechanism: a saturated row's Jacobian $\mathrm{diag}(p) - pp^\top$ is nearly 0, so a few near-tie
+#   rows carry the signal; the q/k gradient *norm* hides this (section 3.1).
+# - Initialisation only: trained $q$ and $k$ become correlated, hence μP's $1/D$ (Yang et al. 2022).
+# - Logits still grow in training: ViTs of about 8B parameters diverged on near-one-hot attention until
+#   queries and keys were LayerNormed (Dehghani et al. 2023); QK-norm bounds the scores (cell below).
+
+# %% [markdown]
+# Two follow-ups, checked in the cell below. **QK-norm** L2-normalises each query and key and multiplies
+# their dot product by a learned scale $g$ instead of $1/\sqrt{D}$ (Henry et al. 2020), so a score can
+# never exceed $|g|$ however large the projection weights grow. **Additive scores**
+# $w_v^\top \tanh(W_q^\top q + W_k^\top k)$ are a sum of $A$ terms: the `tanh` bounds each term but not
+# the sum, whose spread is set by the hidden width $A$ and the initialisation of $w_v$, not by $D$.
 
 # %%
 rng = np.random.default_rng(0)
@@ -516,11 +543,11 @@ for std_name, std in (("w_v ~ N(0, 1)  ", lambda A: 1.0), ("w_v ~ N(0, 1/A)", la
 # about 22.6), so the scores of a row differ by tens of units and most rows of the softmax start nearly
 # one-hot on arbitrary keys. A saturated row has Jacobian $\mathrm{diag}(p)-pp^\top \approx 0$ and passes
 # back almost no gradient, so learning where to attend relies on the few rows that happen to be near a
-# tie: training is slower, as the run in section 3.1 shows at $D = 256$ (and large logits can overflow
-# in fp16). You would notice it in the attention statistics from the first step, attention entropies
-# near 0, most rows with a largest weight above 0.99 and score standard deviations near $\sqrt{D}$,
-# and in a loss that falls more slowly than a scaled model's; not necessarily in the query/key gradient
-# norm, which the missing $1/\sqrt{D}$ inflates.
+# tie: training is slower, as the run in section 3.1 shows at $D = 256$. You would notice it in the
+# attention statistics from the first step (attention entropies near 0, most rows with a largest
+# weight above 0.99, score standard deviations near $\sqrt{D}$) and in a loss that falls more slowly
+# than a scaled model's; not necessarily in the query/key gradient norm, which the missing
+# $1/\sqrt{D}$ inflates.
 
 # %% [markdown]
 # ## 4. Exercise: `scaled_dot_product_attention`
@@ -594,8 +621,8 @@ perm = rng.permutation(S)
 out_perm, _ = scaled_dot_product_attention(q, k[..., perm, :], v[..., perm, :])
 print("shuffling key/value pairs changes the output by", f"{np.abs(out_perm - out).max():.1e}")
 L_big, D_big, H_big = 4096, 128, 32  # one layer of Llama 2 7B at 4k context
-print(f"L = S = {L_big}, H = {H_big}, D = D_v = {D_big}: {4 * L_big**2 * D_big * H_big / 1e9:.0f} GFLOP, "
-      f"weights {L_big**2 * H_big * 2 / 2**30:.0f} GiB in fp16")
+print(f"one sequence, L = S = {L_big}, H = {H_big}, D = D_v = {D_big}, no causal saving: "
+      f"{4 * L_big**2 * D_big * H_big / 1e9:.0f} GFLOP, weights {L_big**2 * H_big * 2 / 2**30:.0f} GiB in fp16")
 
 # %% [markdown]
 # ## 5. Self-attention and cross-attention
@@ -632,13 +659,13 @@ print("cross: weights", w_cross.shape, " output", out_cross.shape)  # (B, L, S),
 # are `(B, H, L, S)` and the output has the query side's length $L$ (Vaswani et al. 2017).
 #
 # - Masks: decoder self-attention needs a causal mask; cross-attention only a source padding mask
-#   `(B, 1, 1, S)`, since the whole source is known.
-# - Caching: cross-attention's keys and values are computed once per source sentence; a decoder's
-#   self-attention cache grows by one row per generated token.
+#   `(B, 1, 1, S)`.
+# - Caching: cross-attention's keys and values are computed once per source; a self-attention cache
+#   grows by one row per generated token.
 # - Symmetry: self-attention is equivariant to permuting the tokens, cross-attention invariant to
 #   reordering the memory rows (both checked below), so order must already be encoded.
-# - Cross-attention is the Transformer's form of Bahdanau's target–source alignment; the same block
-#   lets text read image features (Alayrac et al. 2022).
+# - Cross-attention is the Transformer's form of the target–source alignment of Bahdanau et al. (2014);
+#   the same block lets text read image features (Flamingo, Alayrac et al. 2022).
 # - Pitfall: $Q$ from the encoder and $K, V$ from the decoder gives an output of the source's length.
 
 # %% [markdown] tags=["question:theory-11"]
@@ -709,10 +736,11 @@ print("output shape with S = 11:", scaled_dot_product_attention(x_dec @ W_q, x_l
 # %%
 from attnlab.masks import causal_mask, padding_mask
 
-print("causal_mask(4): L == S == 4")
-print(causal_mask(4).astype(int))
-print("causal_mask(3, 7): 3 new queries after a cache of 4 keys")
-print(causal_mask(3, 7).astype(int))
+# both masks are drawn as heatmaps after the check; here, their shapes and how many keys each query sees
+print("causal_mask(4):    ", causal_mask(4).shape, causal_mask(4).dtype,
+      "| keys visible per query:", causal_mask(4).sum(axis=1))            # (L, S) -> (L,)
+print("causal_mask(3, 7): ", causal_mask(3, 7).shape, causal_mask(3, 7).dtype,
+      "| keys visible per query:", causal_mask(3, 7).sum(axis=1), "(3 new queries after a cache of 4 keys)")
 
 # %% tags=["check"]
 check("masks.causal_mask")
@@ -723,14 +751,16 @@ check("masks.causal_mask")
 # $L$ queries were the *first* $L$ positions. For $L = S$ the two conventions agree. For a block of
 # queries that comes after a cache, PyTorch offers the other alignment as
 # `torch.nn.attention.bias.causal_lower_right(L, S)` (a prototype API), which you pass as `attn_mask`;
-# it equals our mask (checked below by reading off which keys SDPA actually lets each query see). Other libraries choose differently: FlashAttention's
+# it equals our mask (checked below by reading off which keys SDPA actually lets each query see).
+# Other libraries choose differently: FlashAttention's
 # `causal=True` was start-aligned in 2.0 and is end-aligned since 2.1 (the "2.1: Change behavior of
 # causal flag" entry of its README). The same flag name can mean either: check which one you call.
 #
 # Two more masks built from the same positions, drawn below: a **prefix-LM** mask lets a prefix of $P$
 # tokens attend to each other in both directions and the rest causally (one of the T5 variants,
-# Raffel et al. 2020), and a **sliding-window** mask keeps only the last $W$ keys of each query
-# (Beltagy et al. 2020; Mistral 7B, Jiang et al. 2023).
+# Raffel et al. 2020), and a **sliding-window** mask keeps only keys within $W$ positions of the query:
+# on both sides in Longformer (Beltagy et al. 2020), the last $W$ in a causal decoder such as Mistral 7B
+# (Jiang et al. 2023), as drawn below.
 
 # %%
 from torch.nn.attention.bias import causal_lower_right
@@ -792,16 +822,16 @@ print(f"L == S: max |ours - torch is_causal=True|              = {np.abs(ours_sq
 # ### Causal (look-ahead) mask in decoders.
 #
 # A decoder models $p(x_t \mid x_{<t})$ but is trained on whole sequences in one pass, so a causal mask
-# stops query $i$ from attending to any later key: key $j$ is visible when $j \le i$, diagonal included
-# (without it query 0 sees nothing), applied to the scores before the softmax. That is what makes
-# training all positions at once equivalent to predicting one token at a time.
+# stops query $i$ from attending to any later key: key $j$ is visible when $j \le i$ (diagonal included),
+# and hidden keys get a score of $-\infty$ before the softmax, hence weight 0. Training all positions at
+# once is then equivalent to predicting one token at a time.
 #
 # - With a cache of $S - L$ earlier keys the rule is end-aligned, $j \le i + (S - L)$. PyTorch's
-#   `is_causal=True` is start-aligned by design (its docs: "upper left"); `causal_lower_right(L, S)`
-#   equals our mask (checked above), and FlashAttention's `causal=True` is end-aligned since version 2.1
-#   (its changelog).
-# - Variants (drawn above): prefix-LM, bidirectional over a prefix and causal after it (Raffel et al.
-#   2020); sliding window, only the last $W$ keys (Beltagy et al. 2020; causal, Jiang et al. 2023).
+#   `is_causal=True` is start-aligned (its docs: "upper left"); `causal_lower_right(L, S)` equals our
+#   mask (checked above); FlashAttention's `causal=True` is end-aligned since 2.1 (its README).
+# - Variants (drawn above): prefix-LM, bidirectional over a prefix, causal after it (Raffel et al. 2020);
+#   sliding window, keys within $W$ positions (both sides in Beltagy et al. 2020; the last $W$ in
+#   Mistral 7B, Jiang et al. 2023).
 # - The mask only protects attention: targets must still be shifted so position $t$ predicts token $t+1$.
 # - Test it metamorphically: changing future tokens must leave earlier outputs unchanged (section 7).
 
@@ -815,8 +845,9 @@ print(f"L == S: max |ours - torch is_causal=True|              = {np.abs(ours_sq
 
 # %%
 lengths = np.array([7, 4])  # (B,) true lengths, padded to S = 7
-print("padding_mask([7, 4], 7):")
-print(padding_mask(lengths, 7).astype(int))  # (B, S)
+pad_demo = padding_mask(lengths, 7)  # (B, S); the next figure draws one, combined with a causal mask
+print("padding_mask([7, 4], 7):", pad_demo.shape, pad_demo.dtype,
+      "| valid keys per sequence:", pad_demo.sum(axis=1), "| first padded key of sequence 1:", int(np.argmin(pad_demo[1])))
 
 # %% tags=["check"]
 check("masks.padding_mask")
@@ -890,7 +921,7 @@ for i in range(L - 1):  # the last query sees every key: nothing to rewrite
 # would hide all but the first key, checked in section 6) and a chunk of $L > 1$ needs the end-aligned one.
 #
 # - Batched generation adds a padding mask (usually left padding), combined by broadcasting into
-#   `(B, 1, L, S)` (section 8).
+#   `(B, 1, L, S)` (sections 6 and 8).
 # - Kernels exploit the structure: causal FlashAttention skips the tiles above the diagonal, about half
 #   the work (Dao 2023).
 # - The test is metamorphic (cell above): rewriting every key and value a query must not see leaves its
@@ -948,10 +979,10 @@ print("rows 4-5 of sequence 1, head 0: NaN with -inf:", bool(np.isnan(w_inf[1, 0
 # spreads through backpropagation even if the padding rows are dropped before the loss: the gradient
 # of $V$ is $W^\top \, \partial\mathcal{L}/\partial O$, and $\mathrm{NaN}\times 0 = \mathrm{NaN}$.
 # PyTorch's own `F.scaled_dot_product_attention` changed its stance in version 2.5: a fully masked row
-# now gives zeros, the same convention as ours (PyTorch 2.5 release notes; their example runs on a
-# CUDA device, and the cell below shows the CPU path of the PyTorch installed here). Before 2.5 it
-# returned NaN. The caveat is for everything else: hand-written attention, older PyTorch, and other
-# kernels and libraries each choose their own convention, so test yours with a fully masked row.
+# now gives zeros, the same convention as ours (PyTorch 2.5 release notes); before 2.5 it returned NaN.
+# The cell below checks only the CPU path of the PyTorch installed here; on a GPU, check the backend you
+# use. The caveat is for everything else: hand-written attention, older PyTorch, and other kernels and
+# libraries each choose their own convention, so test yours with a fully masked row.
 
 # %%
 qt, kt, vt = (torch.from_numpy(a) for a in (q, k, v))
@@ -1005,12 +1036,12 @@ print("fully masked query rows (sequence, query) with left padding + causal:", e
 # *queries* still produce rows: leave them out of the loss, and make a fully masked row return zeros.
 #
 # - Fully masked rows: a $-\infty$ fill gives NaN, and NaN gradients even if the row is dropped from the
-#   loss; a $-10^9$ fill gives a uniform average over all keys and is $-\infty$ again in fp16 (section 8).
-#   PyTorch's SDPA returns zeros since 2.5, on CUDA too (its release notes); other code chooses its own.
+#   loss; a $-10^9$ fill averages over all keys and is $-\infty$ again in fp16 (section 8). PyTorch's
+#   SDPA returns zeros since 2.5 (its release notes; checked on CPU in section 8).
 # - Left padding keeps every sequence's next token in the last column; position ids must then come from
 #   the mask, not `arange` (shown above).
 # - Padding wastes compute: bucket by length, or pack sequences into one row with a block-diagonal
-#   mask (FlashAttention's varlen kernels get the same effect from cumulative sequence lengths).
+#   mask (FlashAttention's varlen kernels take cumulative sequence lengths instead).
 
 # %% [markdown]
 # ## Summary
@@ -1019,7 +1050,7 @@ print("fully masked query rows (sequence, query) with left padding + causal:", e
 # |---|---|---|
 # | $Q, K, V$ | learned projections; weights from $Q$ and $K$, content from $V$ | section 1 |
 # | the formula | `(..., L, D)`, `(..., S, D)`, `(..., S, D_v)` -> weights `(..., L, S)` -> `(..., L, D_v)` | section 2 |
-# | $1/\sqrt{D}$ | unit-variance scores at initialisation; unscaled, the softmax starts saturated and learns slower | section 3 |
+# | $1/\sqrt{D}$ | unit-variance scores at initialisation; unscaled, the softmax starts saturated, and in our run learned several times slower | section 3 |
 # | self / cross | same function, different sources of $Q$ and $K, V$ | section 5 |
 # | causal masks | $j \le i + (S - L)$, end-aligned; `is_causal=True` is start-aligned | section 6 |
 # | padding, empty rows | `(B, 1, 1, S)` masks; a fully masked row gives zeros, not NaN | sections 6, 8 |
