@@ -7,8 +7,8 @@ At every step the decoder compares its state ``decoder_state`` ``(B, D_s)`` with
 scores into weights ``(B, S)`` over the source positions, and reads the *context* ``(B, D_h)``, the
 weighted average of the encoder states. Bahdanau et al. (2014) score with a small MLP (additive attention)
 from the previous decoder state; Luong et al. (2015) score from the current state with a dot product, a
-bilinear form or an MLP, and restrict the window in their local variant; See et al. (2017) add a coverage
-vector that remembers where the decoder has already looked.
+bilinear form or an MLP, and restrict the window in their local variant; coverage (Tu et al. 2016; in the
+plain-sum form of See et al. 2017, built here) remembers where the decoder has already looked.
 
 Conventions (every function): projections are written ``x @ W``; ``mask`` is boolean ``(B, S)``, True
 where a source position may be attended to (padding is False); a row with no kept position gets zero
@@ -162,9 +162,9 @@ def local_p_attention(decoder_state, encoder_outputs, W_p, v_p, window, mask=Non
     context : ndarray, shape (B, D_h)
     weights : ndarray, shape (B, S)
         0 outside the window and where masked. Inside: the softmax of the dot scores over the kept
-        positions of the window, times ``exp(-(j - p)^2 / (2 sigma^2))``, *not* renormalised (as Luong
-        et al. 2015 do), so a row sums to less than 1. A row with no kept position in its window gives
-        zero weights and a zero context.
+        positions of the window, times ``exp(-(j - p)^2 / (2 sigma^2))``, *not* renormalised (Luong
+        et al. 2015 do not renormalise either), so a row sums to less than 1. A row with no kept position
+        in its window gives zero weights and a zero context.
 
     Notes
     -----
@@ -299,7 +299,7 @@ def sample_hard_attention(weights, rng):
     -----
     With :math:`z \\sim \\mathrm{Categorical}(\\alpha)`, the hard context :math:`h_z` satisfies
     :math:`\\mathbb{E}[h_z] = \\sum_j \\alpha_j h_j`: its expectation is the soft context. Sampling is not
-    differentiable, which is why hard attention is trained with REINFORCE.
+    differentiable, which is why Xu et al. (2015) train hard attention with REINFORCE (Williams 1992).
     """
     ### BEGIN HINTS
     # 1. Inverse CDF: cdf = np.cumsum(weights, axis=-1); u = rng.random(weights.shape[:-1] + (1,)) * cdf[..., -1:].
