@@ -124,8 +124,9 @@ def multi_head_attention(x_q, x_kv, params, num_heads, mask=None):
     output : ndarray, shape (B, L, E)
         Same dtype as x_q.
     weights : ndarray, shape (B, H, L, S)
-        The attention weights of every head (not averaged over heads). A query that may attend to no key
-        gets a row of zeros, so its heads output 0 and its output is ``b_o``, never NaN.
+        The attention weights of every head (not averaged over heads), exactly 0 where the mask is False.
+        A query that may attend to no key in a head gets a row of zeros there, so that head outputs 0 for
+        it, never NaN; a query that sees no key in any head gets the output ``b_o``.
 
     Notes
     -----

@@ -73,7 +73,9 @@ class TransformerBlock(nn.Module):
     OPPOSITE boolean convention: True there means *masked out*. To compare with them, pass
     ``src_mask=~mask``. A query whose row has no True entry gets zero attention weights, so its heads output
     zeros and the attention sub-layer gives it ``out_proj.bias``, never NaN. (PyTorch's layer does the same
-    since version 2.5; earlier versions, and ``nn.MultiheadAttention`` when it returns its weights, give NaN.)
+    since version 2.5 when it runs through ``F.scaled_dot_product_attention``, as in training mode; its
+    inference fast path (``eval()`` under ``torch.no_grad()``), earlier versions, and ``nn.MultiheadAttention``
+    when it returns its weights give NaN.)
 
     The block equals ``nn.TransformerEncoderLayer(d_model, num_heads, d_ff, dropout=0.0,
     activation=activation, batch_first=True, norm_first=norm_first)`` with ``self_attn.in_proj_weight =

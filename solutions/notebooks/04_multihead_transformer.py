@@ -20,8 +20,8 @@
 # what the parts are for.
 #
 # **You will learn**
-# - why a layer has several heads, measured on a task one head of the same width does not learn in the
-#   same training budget;
+# - why a layer has several heads, measured on a task that one head of the same width learns only in part
+#   in the same training budget;
 # - how the model width $E$ is cut into $H$ heads of width $D = E/H$ and put back together;
 # - how PyTorch stores projection weights (`(out, in)`) and how to copy them into code that writes `x @ W`;
 # - where dropout acts on attention weights, and why the survivors are scaled by $1/(1-p)$;
@@ -80,10 +80,10 @@ def end_aligned_causal(L, S):
 # a single head has to blend them into the same average.
 #
 # A task that asks for exactly that: a sequence of random tokens (16 symbols, length 12), and at each
-# position $i$ four answers, the tokens at $i-1$, $i-2$, $i-4$ and $i-6$ (a *look-back* task; positions
-# with nothing that far back are not scored). The model is one PyTorch encoder layer under a causal mask,
-# with learned position embeddings and one linear readout per answer. We train it twice with the same
-# width $E = 32$ and the same cost: one head of width 32, and four heads of width 8.
+# position $i$ four answers, the tokens at $i-1$, $i-2$, $i-4$ and $i-6$ (a *look-back* task; only
+# positions 6 to 11, which have all four, are scored). The model is one Pre-LN PyTorch encoder layer under
+# a causal mask, with learned position embeddings and one linear readout per answer. We train it twice with
+# the same width $E = 32$ and the same cost: one head of width 32, and four heads of width 8.
 
 # %%
 VOCAB, LENGTH = 16, 12  # tokens 0..15, sequences of 12
@@ -164,7 +164,7 @@ for H in (1, 4):
     started = time.perf_counter()
     losses = train(model, OFFSETS, STEPS)
     heads_runs[H] = dict(model=model, losses=losses, acc=accuracy(model, OFFSETS),
-                         seconds=time.perf_counter() - started)
+                         seconds=time.perf_counter() - started, size=sum(p.numel() for p in model.parameters()))
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
 for H, run in heads_runs.items():
@@ -180,20 +180,21 @@ for ax in axes:
 fig.tight_layout()
 plt.show()
 for H, run in heads_runs.items():
-    print(f"H = {H}: final loss {run['losses'][-20:].mean():.3f}, accuracy per offset "
-          f"{np.round(run['acc'], 3).tolist()}, {run['seconds']:.1f} s")
+    print(f"H = {H}: {run['size']:,} parameters, final loss {run['losses'][-20:].mean():.3f}, accuracy per "
+          f"offset {np.round(run['acc'], 3).tolist()}, {run['seconds']:.1f} s")
 
 # %% [markdown]
-# Same width, same number of parameters, same cost per step: four heads learn all four look-backs, one
-# head does not, in the same number of steps. The single head is not at chance (it can give unequal
-# weights to a few positions and the feed-forward network can partly unmix the average), but each of its
-# queries has only one distribution to spend. Four heads give every query four distributions, each
-# computed in its own 8-dimensional subspace of queries, keys and values. Section 3 looks inside the
-# trained model to see what each head does.
+# Same width, same number of parameters (printed above), the same multiply-adds per step (counted below):
+# in the same number of steps four heads learn all four look-backs, while one head gets some answers right
+# and others far less often (the bars). The single head is above chance, but each of its queries has only one
+# distribution over the keys to spend. Four heads give every query four distributions, each computed in
+# its own 8-dimensional subspace of queries, keys and values. This is one seed; `torch.manual_seed` and
+# `train`'s `seed` argument give others. Section 3 looks inside the trained models to see what each head does.
 #
 # **The cost is the same.** The projections are $E \times E$ matrices whatever $H$ is; only how their
 # output columns are grouped changes. The scores cost $H \cdot L \cdot S \cdot D = L \cdot S \cdot E$
-# multiply-adds for any $H$:
+# multiply-adds for any $H$ (only the softmax and the stored weights, $H \cdot L \cdot S$ numbers per
+# sequence, grow with $H$):
 
 # %%
 E_, L_, S_ = 512, 128, 128
@@ -234,8 +235,9 @@ fig.colorbar(im, ax=axes, label="head that owns the feature", ticks=range(H))
 plt.show()
 
 # %% [markdown]
-# On the left each head holds only its own features at every position; on the right the heads hold
-# pieces of several positions and heads.
+# On the left each head holds only its own features at every position; on the right most rows of a head
+# hold features that belong to other heads, and (which the colours cannot show) to other positions: head
+# 0's row 1 is position 0's features 4 to 7.
 #
 # ### Exercise: `split_heads` and `merge_heads`
 # Implement `split_heads(x, num_heads)` and `merge_heads(x)` in `src/attnlab/multihead.py`. `split_heads`
@@ -276,14 +278,16 @@ check("multihead.merge_heads")
 # and its own output; $W_o$ then mixes the heads. The scale is $1/\sqrt{D}$, the width of one head, since
 # that is the length of the dot products. In self-attention $X_{kv} = X_q$; in cross-attention the keys
 # and values come from another sequence (the encoder's output), so $S$ may differ from $L$. A mask
-# broadcastable to `(B, H, L, S)` works per head; a query that may attend to no key gets zero weights in
-# that head, so its output is $0 \cdot W_o + b_o = b_o$.
+# broadcastable to `(B, H, L, S)` works per head; a query that may attend to no key gets zero weights and
+# a zero output in that head, and if that holds in every head its output is $0 \cdot W_o + b_o = b_o$.
 #
 # ### Exercise: `multi_head_attention`
 # Implement `multi_head_attention(x_q, x_kv, params, num_heads, mask=None)` in
 # `src/attnlab/multihead.py`; `params` holds `W_q, W_k, W_v, W_o` `(E, E)` and `b_q, b_k, b_v, b_o` `(E,)`.
-# Return `(output, weights)` with the weights of every head, `(B, H, L, S)`. You may call your
-# `split_heads`, `merge_heads` and notebook 02's `scaled_dot_product_attention`.
+# Return `(output, weights)` with the weights of every head, `(B, H, L, S)`, both in `x_q`'s dtype (float32
+# stays float32); masked keys get weight exactly 0, and a query with no key to attend to gets a row of
+# zeros, never NaN. You may call your `split_heads`, `merge_heads` and notebook 02's
+# `scaled_dot_product_attention`.
 
 # %%
 from attnlab.multihead import multi_head_attention
@@ -367,9 +371,10 @@ for h in range(4):
     print(f"H = 4, head {h}: looks back by {int(np.argmax(back)) + 1} (mean weight there {max(back):.2f})")
 
 # %% [markdown]
-# Each of the four heads settles on one look-back: a diagonal band below the main diagonal at a
-# distance of 1, 2, 4 or 6 (in whatever order the training happened to assign them). The single head has
-# to spread one distribution over the positions it needs, so its output is a blend. Real models behave
+# Each of the four heads settles on one look-back (printed above): a diagonal band below the main diagonal
+# at a distance of 1, 2, 4 or 6, in whatever order the training happened to assign them. The single head
+# has one distribution per query: it puts most of its weight on one offset and spreads the rest thinly, so
+# what it returns for the other answers is a blend. Real models behave
 # less cleanly: in BERT some heads track syntactic relations or coreference while others look at the
 # previous token or a separator (Clark et al. 2019), and many heads can be removed after training with
 # little loss (Michel et al. 2019). Notebook 09 reads attention weights critically.
@@ -378,15 +383,15 @@ for h in range(4):
 # ### Multi-head attention—why multiple heads?
 #
 # One head gives each query one distribution over the keys, hence one blend of the values; $H$ heads give
-# it $H$ distributions, each computed in its own $D = E/H$ subspace, and $W_o$ mixes what they found. At
-# the same width $E$ this costs about the same as one head (Vaswani et al. 2017: $H = 8$, $D = 64$, $E = 512$).
+# it $H$ distributions, each in its own $D = E/H$ subspace, and $W_o$ mixes what they found. At the same
+# width $E$ this costs about as much as one head (Vaswani et al. 2017: $H = 8$, $D = 64$, $E = 512$).
 #
-# - **Mechanism:** $W_q, W_k, W_v$ are cut column-wise into $H$ blocks; weights `(B, H, L, S)`; heads
+# - **Shapes:** $W_q, W_k, W_v$ cut column-wise into $H$ blocks; weights `(B, H, L, S)`; heads
 #   concatenated to `(B, L, E)`, then $W_o$.
-# - **Evidence here:** four heads of width 8 learn four look-backs that one head of width 32 does not
-#   learn in the same steps; each trained head locks onto one offset (section 1, heatmaps).
-# - **Trained models:** some heads follow syntax or coreference (Clark et al. 2019, BERT), yet many can
-#   be pruned after training (Michel et al. 2019; Voita et al. 2019).
+# - **Evidence here:** at $E = 32$, four heads learn four look-backs, one head only some (section 1);
+#   each trained head takes one offset (section 3).
+# - **Trained models:** some BERT heads track syntax or coreference (Clark et al. 2019), yet many can be
+#   pruned (Michel et al. 2019; Voita et al. 2019).
 # - **Cost:** the KV cache holds every head; multi-query and grouped-query attention share keys and
 #   values across heads (Shazeer 2019; Ainslie et al. 2023).
 # - **Pitfall:** scale by $1/\sqrt{D}$, the head width, not $1/\sqrt{E}$.
@@ -398,11 +403,12 @@ for h in range(4):
 # own queries, keys, values and softmax; the full answer (mechanism, cost, evidence) is under
 # "Multi-head attention—why multiple heads?" above. Two points to add:
 #
-# - **Averaging:** with one head, information wanted from different places is averaged into one vector
-#   (Vaswani et al. 2017 name this as the reason for heads); section 1 measures it.
-# - **Not free:** a head's scores $QK^\top$ `(L, S)` have rank at most $D$, so when $D < L$ a head cannot
-#   express every score pattern; Bhojanapalli et al. (2020) call this the low-rank bottleneck of
-#   multi-head attention and set the head width independently of $E/H$.
+# - **Averaging:** with one head, information wanted from different places is averaged into one vector;
+#   Vaswani et al. (2017) give this as the reason for heads, and section 1 measures it.
+# - **Not free:** at a fixed $E$, more heads means narrower heads, and a head's scores $QK^\top$ `(L, S)`
+#   have rank at most $D = E/H$; when $D$ is smaller than the sequence length a head cannot produce every
+#   attention pattern. Bhojanapalli et al. (2020) call this the low-rank bottleneck of multi-head attention
+#   and propose choosing the head width (e.g. the sequence length) independently of the number of heads.
 
 # %% [markdown]
 # ## 4. Attention dropout
@@ -412,7 +418,8 @@ for h in range(4):
 # Each of the `(B, H, L, S)` weights is zeroed with probability $p$; the survivors are divided by $1-p$
 # (*inverted* dropout), so every weight keeps its expected value and inference simply switches dropout
 # off. A query can then not lean on one particular key, and the rows of dropped weights sum to 1 only on
-# average.
+# average. The module switches itself off in `eval()` mode; SDPA is a function that cannot see the mode
+# and drops whenever `dropout_p > 0`, so modules that call it pass `dropout_p=p if self.training else 0.0`.
 #
 # ### Exercise: `attention_dropout`
 # Implement `attention_dropout(weights, p, rng)` in `src/attnlab/multihead.py`: draw the keep decisions
@@ -458,18 +465,18 @@ for mode in ("train", "eval"):
 # ### What is attention dropout and when to use it?
 #
 # During training it zeroes each attention weight with probability $p$, after the softmax and before the
-# multiplication by $V$, and scales the survivors by $1/(1-p)$, so no query can rely on one key; it is off
-# at inference. Use it as a regulariser where the model can overfit (small data, fine-tuning), typically
-# $p = 0.1$; large pretraining runs often use 0.
+# multiplication by $V$, and scales the survivors by $1/(1-p)$, so a query cannot count on any one key; at
+# inference it is off. It is a regulariser for models that can overfit (small data, fine-tuning), typically
+# with $p = 0.1$.
 #
 # - **Unbiased:** the expected output equals the weights; a row sums to 1 only on average (heatmaps above).
-# - **In practice:** BERT drops its attention probabilities with $p = 0.1$ (Devlin et al. 2019), as do
-#   `nn.MultiheadAttention(dropout=p)` and SDPA's `dropout_p` (shown above).
-# - **Not residual dropout,** which the Transformer paper applies to sub-layer outputs and embeddings,
-#   $P_{drop} = 0.1$ (Vaswani et al. 2017); models often use both.
-# - **When not:** nanoGPT's config calls 0 good for pretraining and suggests 0.1+ for fine-tuning
-#   (Karpathy 2022); fused kernels draw the mask on the fly (Dao et al. 2022).
-# - **Pitfalls:** forgetting `model.eval()`; renormalising rows after dropping.
+# - **In practice:** BERT uses $p = 0.1$ on all layers, attention included (Devlin et al. 2019); PyTorch:
+#   `nn.MultiheadAttention(dropout=p)`, SDPA's `dropout_p`.
+# - **Not residual dropout,** which Vaswani et al. (2017) apply to sub-layer outputs and embeddings
+#   ($P_{drop} = 0.1$); models often use both.
+# - **When not:** large pretraining runs often skip it: PaLM was pretrained without dropout and fine-tuned
+#   with 0.1 (Chowdhery et al. 2022), as nanoGPT's config advises (Karpathy 2022).
+# - **Pitfalls:** forgetting `model.eval()`, or SDPA's `dropout_p` at inference; renormalising rows.
 
 # %% [markdown] tags=["question:qa-12"]
 # ### Attention dropout—where?
@@ -499,7 +506,8 @@ for mode in ("train", "eval"):
 # catastrophically in float32 when the mean is large next to the spread.
 #
 # ### Exercise: `layer_norm`
-# Implement `layer_norm(x, gamma, beta, eps=1e-5)` in `src/attnlab/multihead.py` for any leading dims.
+# Implement `layer_norm(x, gamma, beta, eps=1e-5)` in `src/attnlab/multihead.py` for any leading dims,
+# returning `x`'s dtype, with `eps` inside the square root as above.
 
 # %%
 from attnlab.multihead import layer_norm
@@ -513,7 +521,7 @@ print("x", x.shape, "-> y", y.shape, f"| max |ours - F.layer_norm| = {np.abs(y -
 plain = layer_norm(x, np.ones(12), np.zeros(12))
 print(f"without gamma, beta every position has mean {np.abs(plain.mean(-1)).max():.0e} and variance "
       f"{plain.var(-1).min():.4f}..{plain.var(-1).max():.4f}")
-print("invariant to rescaling and shifting a position:",
+print("invariant (up to eps) to rescaling and shifting a position:",
       np.allclose(layer_norm(10 * x + 7, gamma, beta), y, atol=1e-6))
 
 # %% tags=["check"]
@@ -530,8 +538,9 @@ check("multihead.layer_norm")
 #
 # The original used ReLU; BERT and GPT use GELU, $\mathrm{GELU}(h) = h\,\Phi(h) =
 # \tfrac{h}{2}\big(1 + \mathrm{erf}(h/\sqrt2)\big)$ with $\Phi$ the standard normal CDF (Hendrycks & Gimpel
-# 2016). A tanh formula approximates it (GPT-2's code uses it; `F.gelu(approximate="tanh")`); it is a
-# different function, and a checkpoint should be run with the one it was trained with:
+# 2016). The same paper gives a tanh formula that approximates it, which GPT-2's and Google's BERT code use
+# (`F.gelu(approximate="tanh")`); it is a different function, and a checkpoint should be run with the one
+# it was trained with:
 
 # %%
 h = np.linspace(-4, 4, 801)
@@ -596,8 +605,8 @@ for label, prefix in groups.items():
 # - **Shapes:** `(B, L, E) @ (E, 4E)` → GELU → `@ (4E, E)`: a width-1 convolution.
 # - **Variants:** gated FFNs such as SwiGLU (Shazeer 2020), with $d_{ff} \approx \tfrac{8}{3}E$ in LLaMA
 #   (Touvron et al. 2023) to keep the parameter count.
-# - **GELU:** the erf form and GPT-2's tanh approximation differ by up to $5 \cdot 10^{-4}$: run a
-#   checkpoint with the one it was trained with.
+# - **GELU:** the erf form and the tanh approximation of GPT-2 differ by up to about $5 \cdot 10^{-4}$
+#   (printed in section 6): run a checkpoint with the one it was trained with.
 # - **Norm placement:** Post-LN or Pre-LN, next section.
 
 # %% [markdown]
@@ -610,8 +619,9 @@ for label, prefix in groups.items():
 # $$\text{Post-LN: } x \leftarrow \mathrm{LN}\big(x + F(x)\big) \qquad\qquad
 # \text{Pre-LN: } x \leftarrow x + F\big(\mathrm{LN}(x)\big)$$
 #
-# In Pre-LN there is a path from the output back to every layer that goes through additions only; in
-# Post-LN every path crosses every later layer norm.
+# In Pre-LN the residual stream joins every layer to the top of the stack through additions only (the one
+# final layer norm comes after all of them); in Post-LN the path from a layer to the output crosses every
+# later layer norm.
 #
 # ### Exercise: `TransformerBlock` (PyTorch)
 # Implement the `nn.Module` `TransformerBlock(d_model, num_heads, d_ff, norm_first=False,
@@ -687,12 +697,19 @@ print(f"{time.perf_counter() - started:.1f} s")
 # %% [markdown]
 # In the Post-LN stack the gradient grows towards the output: the top layers get the largest gradients,
 # and the last layer's gradient does not shrink as the stack gets deeper (plot b). In the Pre-LN stack the
-# top layers get the smallest gradients, and the last layer's gradient shrinks with depth. Xiong et al.
-# (2020) prove the same contrast at initialisation (Post-LN's gradients near the output are large; Pre-LN's
-# are scaled down with depth) and use it to explain why Post-LN needs a learning-rate warm-up: a large
-# step applied to those large gradients throws the top layers off. The exact curves depend on the
-# initialisation (PyTorch's default init gives a flatter Post-LN profile), so treat the plot as an
-# illustration of this setting, not a law. The training run tests the consequence.
+# top layers get the smallest gradients, and the last layer's gradient shrinks with depth. For the last
+# layer, Xiong et al. (2020) derive this contrast at initialisation: their bound on its gradient does not
+# depend on the depth $N$ in Post-LN and shrinks like $1/\sqrt{N}$ in Pre-LN (slopes 0 and $-0.5$ on plot
+# b's axes; the fitted ones are in its legend).
+# Across layers they measure Post-LN's gradients growing towards the output and Pre-LN's about equal in
+# every layer; here Pre-LN's fall towards the output. The curves depend on the setting (PyTorch's default
+# init gives a somewhat flatter Post-LN profile), so treat the plot as an illustration, not a law.
+#
+# Xiong et al. use the large gradients next to the output to explain why Post-LN needs a learning-rate
+# warm-up: a large learning rate applied to them makes training unstable. With Adam that is not the whole
+# story, since its first steps are about the learning rate in size whatever the gradient; Liu et al. (2020)
+# trace the instability to Post-LN's heavy dependence on its residual branches, which turns small changes
+# of the weights into large changes of the output. The training run tests the consequence.
 #
 # **Training both.** Six layers, the two-answer look-back task (offsets 1 and 3), Adam at a large
 # learning rate, $10^{-2}$: Post-LN without warm-up, Post-LN with a linear warm-up, and Pre-LN without one.
@@ -721,41 +738,46 @@ for name, run in ln_runs.items():
           f"{np.round(run['acc'], 3).tolist()}, {run['seconds']:.1f} s")
 
 # %% [markdown]
-# At this learning rate the Post-LN stack without warm-up never leaves chance level (loss $\ln 16$,
-# accuracy 1/16) and does not leave it within the run. The same stack with a short warm-up trains, and the
-# Pre-LN stack trains fastest with no warm-up at all: the behaviour Xiong et al. (2020) report for
-# translation and BERT-sized models. Post-LN is not simply worse: when it trains, its heavier reliance on the
-# residual branches can end in a better model (Liu et al. 2020), and methods such as DeepNorm (Wang et
-# al. 2022) rescale the residual to train very deep Post-LN stacks.
+# At this learning rate the Post-LN stack without warm-up stays at chance level for the whole run (loss
+# $\ln 16 \approx 2.77$, accuracy about 1/16, printed above). The same stack with a short warm-up trains,
+# and the Pre-LN stack trains fastest with no warm-up at all. Xiong et al. (2020) report the same pattern
+# at scale: their Post-LN translation models trained far worse without warm-up, while Pre-LN models
+# trained without one (translation, BERT) reached comparable results in less time. Post-LN is not simply
+# worse: when it trains, its heavier reliance on the residual branches can end in a better model (Liu et
+# al. 2020), and methods such as DeepNorm (Wang et al. 2022) rescale the residual to train very deep
+# Post-LN stacks.
 
 # %% [markdown]
 # **Written answer.** In 3-4 sentences: why did the Post-LN stack need a warm-up at learning rate
 # $10^{-2}$ in the run above, and what does Pre-LN change that removes the need?
 
 # %% [markdown] tags=["answer", "points:2"]
-# At initialisation a Post-LN stack has its largest gradients in the layers next to the output, and they do
-# not shrink with depth (plot a-b). Adam's first steps at a large learning rate therefore move those layers
-# a lot, and the model lands in a state where the loss stays at chance. A warm-up keeps the first steps
-# small while the gradients settle. Pre-LN normalises only the input of each sub-layer, so the output is
-# connected to every layer by additions alone and its top-layer gradients are smaller (they shrink with
-# depth); the same large learning rate is then safe from the first step.
+# At initialisation the Post-LN stack has its largest gradients next to the output, and they do not shrink
+# with depth (plots a and b); Xiong et al. (2020) argue that a large learning rate applied from the first
+# step then makes training unstable, and here it left the model stuck at chance. A warm-up keeps the first
+# updates small until the weights and Adam's running statistics have settled (an Adam step is about the
+# learning rate in size whatever the gradient, so it is the step size that warm-up limits). Pre-LN
+# normalises only each sub-layer's input, so every layer reaches the output through additions alone and
+# the top gradients shrink with depth; the output depends less on any single layer's update (Liu et al.
+# 2020), and the same learning rate is safe from the first step.
 
 # %% [markdown] tags=["question:qa-7"]
 # ### Pre-LN vs Post-LN Transformer (brief).
 #
 # Post-LN, the original Transformer (Vaswani et al. 2017), normalises after each residual addition,
 # $x \leftarrow \mathrm{LN}(x + F(x))$; Pre-LN normalises each sub-layer's input, $x \leftarrow x +
-# F(\mathrm{LN}(x))$, and adds a final layer norm. Pre-LN trains stably without a learning-rate warm-up;
-# GPT-2 (Radford et al. 2019) and most large models since use it.
+# F(\mathrm{LN}(x))$, and adds a final layer norm. Pre-LN can train without the learning-rate warm-up
+# Post-LN needs (Xiong et al. 2020); GPT-2 (Radford et al. 2019) and most large models since use it.
 #
-# - **Why:** at initialisation Post-LN's gradients near the output are large, so a large learning rate
-#   destabilises it and warm-up is needed (Xiong et al. 2020); plot (a) above shows that profile.
-# - **Measured here:** at learning rate $10^{-2}$, 6 layers: Post-LN stays at chance, Post-LN with a
-#   30-step warm-up trains, Pre-LN trains fastest.
-# - **Trade-off:** Pre-LN's residual stream grows with depth, so each layer changes it relatively less;
-#   Post-LN, when it trains, can end better (Liu et al. 2020).
-# - **Deep Post-LN:** rescaled residuals such as DeepNorm (Wang et al. 2022).
-# - **Pitfall:** Pre-LN needs that final layer norm before the output head.
+# - **Why:** at initialisation Post-LN's gradients near the output are large and do not shrink with depth
+#   (Xiong et al. 2020; plots a and b above).
+# - **Measured here:** learning rate $10^{-2}$, 6 layers: Post-LN stays at chance, Post-LN with a warm-up
+#   trains, Pre-LN trains fastest.
+# - **Trade-off:** Pre-LN's residual stream grows with depth, so deep layers change it relatively less;
+#   Post-LN, when it trains, can end better (Liu et al. 2020), and DeepNorm trains very deep Post-LN
+#   stacks (Wang et al. 2022).
+# - **Pitfalls:** forgetting Pre-LN's final layer norm; large Pre-LN models still warm up briefly (GPT-3,
+#   Brown et al. 2020).
 
 # %% [markdown]
 # ## 8. Encoder-only, decoder-only, encoder-decoder
@@ -814,7 +836,8 @@ plt.show()
 # - PyTorch stores `(out, in)` weights: transpose when copying into `x @ W` code, invert its boolean masks.
 # - Attention dropout acts on the weights after the softmax, inverted so that the expectation is kept.
 # - Layer norm normalises each position; the FFN ($E \to 4E \to E$, exact GELU) transforms each position.
-# - Post-LN needs warm-up at large learning rates where Pre-LN does not (gradients at init, training run).
+# - Post-LN needed a warm-up at a large learning rate where Pre-LN did not (here, as in Xiong et al. 2020);
+#   at initialisation its largest gradients sit next to the output.
 # - Encoder-only, decoder-only and encoder-decoder models differ in their masks.
 #
 # **Questions answered:** Multi-head attention—why multiple heads? · How does multi-head attention improve
