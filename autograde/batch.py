@@ -109,7 +109,12 @@ def _load_result(path):
 
 
 def grade_batch(submissions, out, workers=1, timeout=None, seed=None, exercise_ids=None, log=None,
-                assignment=None):
+                assignment=None, scheduler=None, cluster=None, client=None):
+    """Grade every student folder in `submissions` into `out` (see the module docstring); returns the exit code.
+
+    On one machine `workers` threads each grade one student at a time. With `scheduler` (a Dask scheduler's
+    address), `cluster` ("local:N") or an existing distributed `client`, the students are graded on Dask
+    workers instead (autograde/cluster.py); results are still written here, atomically, as they arrive."""
     log = log or sys.stderr
     submissions, out = Path(submissions), Path(out)
     if not submissions.is_dir():
@@ -141,8 +146,22 @@ def grade_batch(submissions, out, workers=1, timeout=None, seed=None, exercise_i
         else:
             todo.append((name, root, fp))
 
+    on_cluster = scheduler is not None or cluster is not None or client is not None
+    own_client = None
+    if on_cluster and client is None:
+        from .cluster import connect
+
+        client = own_client = connect(scheduler, cluster)
     progress = _Progress(len(students), resumed, log)
     started = time.monotonic()
+
+    def write(name, fp, report, t0):
+        report["submission"] = name
+        report["student"] = name
+        report["fingerprint"] = fp
+        atomic_write(out / f"{name}.json", json.dumps(report, indent=2) + "\n")
+        atomic_write(out / ".timings" / f"{name}.txt", f"{time.monotonic() - t0:.2f}\n")
+        progress.step(name, report)
 
     def grade_one(item):
         name, root, fp = item
@@ -157,35 +176,60 @@ def grade_batch(submissions, out, workers=1, timeout=None, seed=None, exercise_i
                 report = grade_submission(root, ids, timeout=timeout, seed=seed)
             except Exception as exc:  # the batch must go on, whatever one student did
                 report = _error_report(name, ids, f"could not be graded: {type(exc).__name__}: {exc}")
-        report["submission"] = name
-        report["student"] = name
-        report["fingerprint"] = fp
-        atomic_write(out / f"{name}.json", json.dumps(report, indent=2) + "\n")
-        atomic_write(out / ".timings" / f"{name}.txt", f"{time.monotonic() - t0:.2f}\n")
-        return name, report
+        write(name, fp, report, t0)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(grade_one, item) for item in todo]
-        for fut in as_completed(futures):
-            name, report = fut.result()
-            progress.step(name, report)
+    failed = []
+    if on_cluster:
+        from .cluster import ClusterRunner
+
+        try:
+            runner = ClusterRunner(client, selected, version, log)
+            t0 = time.monotonic()
+            fps = {name: fp for name, _, fp in todo}
+            for name, (kind, value) in runner.run(todo, timeout, seed):
+                if kind == "report":
+                    write(name, fps[name], value, t0)
+                elif kind == "student_error":
+                    write(name, fps[name], _error_report(name, ids, value), t0)
+                elif kind == "local":
+                    grade_one(value)
+                else:  # the cluster failed, not the student: nothing written, a re-run grades it again
+                    failed.append(name)
+                    log.write(f"{name}: not graded: {value}\n")
+        finally:
+            if own_client is not None:
+                cluster_obj = own_client.cluster
+                own_client.close()
+                if cluster_obj is not None:
+                    cluster_obj.close()
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for fut in as_completed([pool.submit(grade_one, item) for item in todo]):
+                fut.result()
     progress.done()
 
     rows, counts = [], {s: 0 for s in STATUSES}
     for name in students:
         report = _load_result(out / f"{name}.json")
+        if report is None:  # a cluster error left it ungraded
+            continue
         rows.append((name, report))
         for ex in report["exercises"]:
             counts[ex["status"]] = counts.get(ex["status"], 0) + 1
     atomic_write(out / "grades.csv", _csv(rows, ids))
     elapsed = time.monotonic() - started
-    summary = {"students": len(students), "graded_now": len(todo), "resumed": resumed,
+    summary = {"students": len(students), "graded_now": len(todo) - len(failed), "resumed": resumed,
+               "not_graded": failed,
                "exercise_statuses": counts, "seed": seed, "exercises": ids}
     atomic_write(out / ".summary.json", json.dumps(summary, indent=2) + "\n")  # dot: no student can collide
     rate = f", {60 * len(todo) / elapsed:.1f} students/min" if todo and elapsed > 0 else ""
     log.write(f"graded {len(todo)} students, resumed {resumed}, in {elapsed:.1f} s{rate}\n")
     log.write("exercise statuses: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + "\n")
     log.write(f"wrote {out / 'grades.csv'}\n")
+    if failed:
+        log.write(f"{len(failed)} students not graded because of cluster errors: run the same command again "
+                  "to grade them (the others are kept)\n")
+        return 1
     return 0
 
 

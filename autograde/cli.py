@@ -49,6 +49,10 @@ def _parser():
     b.add_argument("--seed", type=int, default=None)
     b.add_argument("--assignment", default=None,
                    help="grade <student>/<ASSIGNMENT>/src/attnlab (nbgrader's submitted/ layout)")
+    b.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="grade on a Dask cluster: the scheduler's address, e.g. tcp://10.0.0.5:8786 (docs/cluster.md)")
+    b.add_argument("--cluster", default=None, metavar="local:N",
+                   help="grade on a Dask cluster of N worker processes on this machine")
     b.add_argument("exercises", nargs="*", metavar="EXERCISE")
 
     bl = sub.add_parser("build", help="regenerate src/ stubs and notebooks/ from solutions/")
@@ -145,7 +149,8 @@ def _dispatch(args):
         from .batch import grade_batch
 
         return grade_batch(args.submissions, args.out, workers=args.workers, timeout=args.timeout,
-                           seed=args.seed, exercise_ids=args.exercises or None, assignment=args.assignment)
+                           seed=args.seed, exercise_ids=args.exercises or None, assignment=args.assignment,
+                           scheduler=args.scheduler, cluster=args.cluster)
     if args.command == "classroom":
         from .classroom import main as classroom_main
 
