@@ -103,7 +103,9 @@ def _npy(arr):
     buf = io.BytesIO()
     import numpy as np
 
-    np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    arr = np.asarray(arr)
+    # not np.ascontiguousarray: it returns at least 1-d, and a scalar would arrive as shape (1,)
+    np.lib.format.write_array(buf, arr if arr.flags.c_contiguous else arr.copy(order="C"), allow_pickle=False)
     return buf.getvalue()
 
 

@@ -79,3 +79,11 @@ def test_every_exercise_has_a_check_cell_in_its_notebook():
     for e in registry.all_exercises():
         stub = (ROOT / "src" / "attnlab" / f"{e.module}.py").read_text()
         assert f"see notebooks/{notebook_for_module(e.module).name}.ipynb" in stub
+
+
+def test_package_lists_every_module_of_the_course_plan():
+    from autograde.course import NOTEBOOKS
+
+    namespace = {}
+    exec((ROOT / "solutions" / "attnlab" / "__init__.py").read_text(), namespace)
+    assert namespace["__all__"] == [m for nb in NOTEBOOKS for m in nb.modules]

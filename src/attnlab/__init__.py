@@ -7,4 +7,5 @@ Shape legend (used everywhere): B batch, H heads, L query length, S key/value le
 D query/key width, D_v value width. Boolean masks mean *may attend*: True keeps a position.
 """
 
-__all__ = ["softmax", "scoring", "attention", "masks", "seq2seq", "multihead", "transformer", "flash", "interpret", "frontiers", "positions"]
+__all__ = ["softmax", "scoring", "attention", "masks", "seq2seq", "multihead", "transformer", "positions", "cost",
+           "efficient", "flash", "interpret", "vision", "applications", "frontiers"]
