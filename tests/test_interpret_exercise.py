@@ -8,6 +8,16 @@
 * A plot function that ignores the Axes it is given fails, with that mistake's hint.
 * Correct pyplot-state code (plt.sca(ax), then plt.*) is graded fairly, and the module imports no
   plotting library until a plot is drawn (its later NumPy exercises are graded where none is prepared).
+
+The NumPy exercises of the module (attention_entropy, attention_rollout, entropy_penalty,
+doubly_stochastic_penalty), below the plot tests:
+
+* the references agree with PyTorch (torch.special.entr, torch.linalg.multi_dot) in float64;
+* the solution scores full marks in the sandboxed NumPy worker and at 25 seeds in process; the learner's
+  stub scores 0 (not implemented) without crashing the judge;
+* a scalar penalty is accepted as a NumPy scalar (float32 and float64, a subclass of Python's float) or a
+  0-d array, and refused, with its hint, as a Python float or a (1,) array;
+* the solution's entropy emits no RuntimeWarning on zero weights (0 ln 0 = 0 without log(0) = -inf).
 """
 import shutil
 import subprocess
@@ -205,3 +215,120 @@ def test_module_imports_no_plotting_library():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+# ------------------------------------------------------------------------------- NumPy exercises
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from autograde.references import interpret as ref  # noqa: E402
+
+NUMPY_EXERCISES = ["interpret.attention_entropy", "interpret.attention_rollout", "interpret.entropy_penalty",
+                   "interpret.doubly_stochastic_penalty"]
+
+
+def _weights(rng, shape, zero_fraction=0.3):
+    """Row-stochastic (..., S) weights with exact zeros (masked keys) and a fully masked row."""
+    w = rng.random(shape) * (rng.random(shape) > zero_fraction)
+    w[..., 0] += 0.1
+    w /= w.sum(axis=-1, keepdims=True)
+    w.reshape(-1, shape[-1])[0] = 0.0  # a fully masked query
+    return w
+
+
+def test_references_agree_with_pytorch():
+    import torch
+
+    rng = np.random.default_rng(0)
+    w = _weights(rng, (2, 3, 5, 7))
+    wt = torch.from_numpy(w)
+    # entropy: torch.special.entr is -x ln x with entr(0) = 0
+    for axis in (-1, 1):
+        np.testing.assert_allclose(ref.attention_entropy(w, axis=axis),
+                                   torch.special.entr(wt).sum(dim=axis).numpy(), rtol=1e-13, atol=1e-15)
+    # rollout: torch.linalg.multi_dot of the residual-corrected, head-averaged layers, per batch element
+    layers = [_weights(rng, (2, 3, 6, 6), zero_fraction=0.0) for _ in range(4)]
+    for residual in (True, False):
+        mixed = []
+        for a in layers:
+            m = torch.from_numpy(a).mean(dim=-3)
+            if residual:
+                m = m + torch.eye(6, dtype=torch.float64)
+                m = m / m.sum(dim=-1, keepdim=True)
+            mixed.append(m)
+        want = torch.stack([torch.linalg.multi_dot([m[b] for m in reversed(mixed)]) for b in range(2)])
+        np.testing.assert_allclose(ref.attention_rollout(layers, residual=residual), want.numpy(), rtol=1e-12)
+    # entropy penalty: mean over counted rows of entr summed over kept entries
+    mask = rng.random((2, 1, 5, 7)) < 0.7
+    mask[0, 0, 2] = False  # a fully masked query
+    keep = torch.from_numpy(np.broadcast_to(mask, w.shape).copy())
+    rows = torch.special.entr(torch.where(keep, wt, torch.zeros_like(wt))).sum(dim=-1)
+    np.testing.assert_allclose(ref.entropy_penalty(w, mask), rows[keep.any(dim=-1)].mean().item(), rtol=1e-13)
+    np.testing.assert_allclose(ref.entropy_penalty(w), torch.special.entr(wt).sum(dim=-1).mean().item(),
+                               rtol=1e-13)
+    # doubly stochastic penalty
+    np.testing.assert_allclose(ref.doubly_stochastic_penalty(w), ((1 - wt.sum(dim=-2)) ** 2).sum(dim=-1).numpy(),
+                               rtol=1e-13)
+
+
+def test_solution_full_marks_in_the_numpy_sandbox(tmp_path):
+    report = grade_submission(_submission(tmp_path), NUMPY_EXERCISES)
+    for entry in report["exercises"]:
+        assert entry["status"] == "passed", (entry["id"], _failures(entry))
+        assert entry["points"] == entry["max_points"]
+
+
+def test_solution_full_marks_at_many_seeds_and_stub_scores_zero():
+    from conftest import solutions_package
+
+    with solutions_package() as load:
+        module = load("interpret")
+        funcs = {e: getattr(module, e.split(".")[1]) for e in NUMPY_EXERCISES}
+    for seed in range(25):
+        report = grade_with_backend(InProcessBackend(funcs), NUMPY_EXERCISES, seed=seed)
+        failing = [(e["id"], _failures(e)) for e in report["exercises"] if e["status"] != "passed"]
+        assert not failing, f"seed {seed}: {failing[:1]}"
+    stub = grade_submission(ROOT / "src", NUMPY_EXERCISES)
+    for entry in stub["exercises"]:
+        assert entry["status"] == "not_implemented" and entry["points"] == 0, entry
+
+
+def _penalty_returning(kind):
+    def entropy_penalty(weights, mask=None):
+        value = ref.entropy_penalty(weights, mask)        # a 0-d array of the weights' dtype
+        if kind == "numpy scalar":
+            return value[()]                              # np.float64 / np.float32
+        if kind == "python float":
+            return float(value)
+        if kind == "(1,) array":
+            return value.reshape(1)
+        return value
+    return entropy_penalty
+
+
+def test_scalar_penalty_forms():
+    exercise = "interpret.entropy_penalty"
+    for kind in ("0-d array", "numpy scalar"):
+        (entry,) = grade_with_backend(InProcessBackend({exercise: _penalty_returning(kind)}), [exercise])["exercises"]
+        assert entry["status"] == "passed", (kind, _failures(entry))
+    for kind, hint in (("python float", grader.H_PY_FLOAT), ("(1,) array", "expected shape ()")):
+        (entry,) = grade_with_backend(InProcessBackend({exercise: _penalty_returning(kind)}), [exercise])["exercises"]
+        assert entry["status"] == "failed"
+        assert all(hint in m for m in _failures(entry)), (kind, _failures(entry))
+
+
+def test_solution_entropy_warns_about_nothing():
+    from conftest import solutions_package
+
+    w = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]], dtype=np.float32)
+    with solutions_package() as load:
+        module = load("interpret")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ent = module.attention_entropy(w)
+            pen = module.entropy_penalty(w, w > 0)
+            empty = module.entropy_penalty(w, np.zeros_like(w, dtype=bool))
+    assert ent.dtype == np.float32 and np.allclose(ent, [np.log(2), 0.0]) and not np.signbit(ent).any()
+    assert np.isclose(pen, np.log(2)) and pen.dtype == np.float32
+    assert empty == 0 and not np.isnan(empty)

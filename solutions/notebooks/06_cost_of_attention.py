@@ -22,7 +22,8 @@
 # **You will learn**
 # - how many floating-point operations attention does, with and without a causal mask (end-aligned,
 #   for $L < S$, $L = S$ and $L > S$), and how to check a FLOP count against PyTorch's flop counter;
-# - that time and peak memory of naive attention grow with slope 2 on a log-log plot, measured;
+# - that the peak memory of naive attention grows with slope 2 on a log-log plot and its time with slope
+#   2 or more, measured;
 # - exactly which tensors a forward pass holds, checked byte for byte against a measured peak;
 # - Table 1 of Vaswani et al. (2017), self-attention against recurrent, convolutional and restricted
 #   layers, reproduced with measurements: FLOPs, sequential steps, path length between positions;
@@ -266,8 +267,8 @@ assert 1.9 < memory_slope < 2.05, memory_slope
 # %% [markdown]
 # **Reading the plot.** Memory follows slope 2 closely: the `(L, S)` array is most of the bytes once $L$
 # is a few times $D + D_v$. Time is noisier. The arithmetic grows with slope exactly 2
-# (`attention_flops`), so measured time grows at least that fast once fixed per-call overheads stop
-# mattering; where the naive kernel's slope comes out above 2, the GFLOP/s column shows why: each pair
+# (`attention_flops`), so once fixed per-call overheads stop mattering, measured time grows about that
+# fast or faster; where the naive kernel's slope comes out above 2, the GFLOP/s column shows why: each pair
 # gets *slower* as the `(L, S)` matrix outgrows the processor's caches and the softmax waits on memory.
 # The fused kernel never writes that matrix out, which is its whole advantage (section 6). Times are
 # the CPU time of this thread (`best_time`), the best of three rounds: on a shared machine, wall-clock
@@ -276,17 +277,16 @@ assert 1.9 < memory_slope < 2.05, memory_slope
 # %% [markdown] tags=["question:qa-9"]
 # ### Time complexity of self-attention in sequence length n.
 #
-# $O(n^2 d)$ per head and layer: every one of the $n^2$ query–key pairs costs a $D$-wide dot product
-# and a $D_v$-wide weighted add, $4 n^2 D$ FLOPs when $D_v = D$ (Vaswani et al. 2017, Table 1). Memory
-# for the weights is $O(n^2)$ too if they are stored; on this machine the measured memory grew with
-# slope 2 and the time at least as fast (plot above).
+# Quadratic: each of the $n^2$ query–key pairs costs a $D$-wide dot product and a $D_v$-wide weighted
+# add, $4 n^2 D$ FLOPs per head when $D_v = D$, $O(n^2 d)$ per layer (Vaswani et al. 2017, Table 1).
+# Stored weights take $O(n^2)$ memory; here memory grew with slope 2, time about as fast or faster (plot).
 #
-# - Over all heads, $H D = E$, so a layer's attention does about $4 n^2 E$ FLOPs; the projections and
-#   the MLP do about $24 n E^2$, so attention dominates only past $n \approx 6E$ (section 4 computes it).
+# - All heads together ($H D = E$): $4 n^2 E$ FLOPs against $24 n E^2$ for the projections and MLP, so
+#   attention dominates only past $n \approx 6E$ (section 4).
 # - A causal mask leaves $n(n+1)/2$ pairs: half the work, if the kernel skips the hidden ones.
-# - Decoding with a KV cache costs $O(n D)$ per new token; generating $n$ tokens is still $O(n^2 D)$.
-# - FlashAttention keeps the $O(n^2 d)$ arithmetic but needs only $O(n)$ extra memory (Dao et al. 2022).
-# - The quadratic term is what sparse, local and linear attention attack (notebook 07).
+# - Decoding with a KV cache: $O(n D)$ per new token, still $O(n^2 D)$ for $n$ tokens.
+# - FlashAttention keeps the arithmetic but needs only $O(n)$ extra memory (Dao et al. 2022).
+# - Sparse, local and linear attention attack the quadratic term (notebook 07).
 
 # %% [markdown]
 # ## 3. Memory: which tensors, how many bytes
@@ -303,6 +303,8 @@ assert 1.9 < memory_slope < 2.05, memory_slope
 #
 # All in the input's dtype (`float32` 4 bytes, `float16` and `bfloat16` 2, `float64` 8), except the
 # log-sum-exp, which a kernel accumulates in at least `float32`: `max(itemsize, 4)` bytes per row.
+# (FlashAttention-2 and PyTorch's fused kernels keep this one number per row, Dao 2023; the first
+# FlashAttention kept two, the row max and the row sum, Dao et al. 2022.)
 # `bfloat16` is not a NumPy dtype, so a byte counter must know its size (2 bytes: 1 sign, 8 exponent and
 # 7 mantissa bits) by name.
 #
@@ -353,10 +355,12 @@ for (B, H, L, S, D, D_v) in [(2, 3, 500, 700, 32, 48), (1, 2, 1024, 1536, 64, 80
 print("attention_memory_bytes is within 10% of the tracemalloc peak in every case")
 
 # %% [markdown]
-# The estimate matches to a fraction of a percent (the rest is the row max and row sum). The
-# textbook version holds three `(L, S)` arrays at its peak (the scores, the shifted scores and their
-# exponentials), well over twice the estimate (last column). That is worth knowing, but the fix for long
-# sequences is not in-place arithmetic; it is never storing the `(L, S)` matrix (section 6, notebook 08).
+# The estimate matches to a fraction of a percent. The small excess is Python's own objects, not the
+# row max and row sum: those are freed before the output is allocated, so they are not part of the
+# peak. The textbook version holds three `(L, S)` arrays at its peak (the scores, the shifted scores
+# and their exponentials), well over twice the estimate (last column). That is worth knowing, but the
+# fix for long sequences is not in-place arithmetic; it is never storing the `(L, S)` matrix (section 6,
+# notebook 08).
 #
 # How the two modes compare as the sequence grows: for $L = S = N$ the weights take $B H N^2$
 # elements against $2 B H N (D + D_v)$ for everything else, so they dominate once $N > 2(D + D_v)$.
@@ -385,24 +389,30 @@ plt.show()
 # |---|---|---|---|
 # | self-attention | $O(n^2 d)$ | $O(1)$ | $O(1)$ |
 # | recurrent | $O(n d^2)$ | $O(n)$ | $O(n)$ |
-# | convolutional (kernel $k$) | $O(k n d^2)$ | $O(1)$ | $O(\log_k n)$ dilated, $O(n/k)$ contiguous |
+# | convolutional (kernel $k$) | $O(k n d^2)$ | $O(1)$ | $O(\log_k n)$ |
 # | self-attention restricted to $r$ neighbours | $O(r n d)$ | $O(1)$ | $O(n/r)$ |
+#
+# The table's $O(\log_k n)$ is for dilated convolutions; their text adds that contiguous kernels need a
+# stack of $O(n/k)$ layers. The restricted row is a proposal for very long inputs (a neighbourhood of size
+# $r$ centred on each output position), left to future work, not a layer they trained.
 #
 # Each column can be measured:
 #
 # - **complexity per layer**: FLOPs from `FlopCounterMode` at two lengths and two widths, giving the
-#   exponents of $n$ and $d$. Only the mixing is counted: the attention layers here have no projections
-#   (q = k = v = x), as the table counts attention's $n^2 d$ and the recurrent and convolutional layers'
-#   own weight products;
+#   exponents of $n$ and $d$ ($k$ and $r$ stay fixed). Only the mixing is counted: the attention layers
+#   here have no projections (q = k = v = x), as the table counts attention's $n^2 d$ and the
+#   recurrent and convolutional layers' own weight products;
 # - **sequential operations**: the longest chain of dependent operations in one layer, read from the
 #   autograd graph (each node waits for its inputs);
 # - **maximum path length**: stack layers until the last output depends on the first input (its gradient
 #   becomes non-zero), then count the autograd nodes on the shortest path between the two.
 #
 # All layers are causal (position $i$ reads positions $\le i$), so "first input to last output" is the
-# longest path. The convolutions are causal too, $k = 3$, contiguous or with dilation $3^{\text{layer}}$
-# (as in WaveNet, van den Oord et al. 2016, and ByteNet, Kalchbrenner et al. 2016); the restricted
-# attention sees the $r = 4$ previous positions and itself.
+# longest path. The convolutions are causal too, $k = 3$, contiguous or dilated. Dilated causal stacks
+# come from WaveNet (van den Oord et al. 2016: $k = 2$, dilation doubling per layer) and ByteNet
+# (Kalchbrenner et al. 2016); here the dilation is $3^{\text{layer}}$, so each layer multiplies the reach
+# by $k$, as the table's $\log_k n$ assumes. The restricted attention is causal as well: it sees the
+# $r = 4$ previous positions and itself, where the paper's neighbourhood is centred.
 
 # %%
 class MixingAttention(nn.Module):
@@ -552,9 +562,11 @@ print(f"measured in {time.perf_counter() - started:.1f} s ({MACHINE})")
 #   $\lceil (n-1)/2 \rceil$ layers; dilations $1, 3, 9, \dots$ reach $3^{\ell} - 1$ positions back after
 #   $\ell$ layers, so they need $\lceil \log_3 n \rceil$; a window of $r = 4$ needs $\lceil (n - 1)/4 \rceil$.
 #
-# **Sequential steps cost time, even with fewer FLOPs.** Below, at $n = 512$ and $d = 64$, attention
-# does more arithmetic than the GRU ($n > d$), yet one batched product beats 512 small dependent steps.
-# Vaswani et al. point out that self-attention is also cheaper than a recurrent layer whenever $n < d$.
+# **Sequential steps cost time, even with fewer FLOPs.** Vaswani et al. note that self-attention's
+# complexity is below a recurrent layer's when $n < d$, constants aside. With the constants of these
+# layers, $4 n^2 d$ FLOPs for attention and $12 n d^2$ for a GRU (three gates, two $d \times d$ products
+# each), the crossover is at $n = 3d$: below, attention does less arithmetic than the GRU at $n = 128$,
+# $d = 64$, and more at $n = 512$, yet at both sizes one batched product beats $n$ small dependent steps.
 
 # %%
 for n, d in [(128, 64), (512, 64)]:
@@ -589,20 +601,19 @@ for n in (512, 4608, 16384):
 # %% [markdown] tags=["question:theory-15"]
 # ### What are the computational complexities of different attention types?
 #
-# Full softmax attention costs $O(L S D)$ time per head ($O(n^2 D)$ in self-attention) and $O(LS)$ memory
-# if the weights are stored; the variants trade exactness or flexibility for less. The measured table
-# above shows the four layers of Vaswani et al. (2017); the others, per head with $n$ positions:
+# Full softmax attention costs $O(L S D)$ time per head ($O(n^2 D)$ when $L = S = n$) and $O(LS)$
+# memory if the weights are stored; the variants trade exactness or flexibility for less. The measured
+# table above covers Vaswani et al. (2017); the others, per head:
 #
-# - Causal: $n(n+1)/2$ pairs, half the arithmetic when the kernel skips masked blocks; cross-attention
-#   $O(L S D)$.
-# - Local or sliding window of $w$ keys: $O(n w D)$ (Vaswani's restricted attention; Longformer,
-#   Beltagy et al. 2020, adds a few global tokens).
-# - Strided sparse patterns: $O(n \sqrt{n}\, D)$ (Child et al. 2019); LSH buckets $O(n \log n\, D)$
-#   (Kitaev et al. 2020).
-# - Linear attention with a feature map: $O(n D^2)$ (Katharopoulos et al. 2020); Performer's $m$ random
-#   features $O(n m D)$ (Choromanski et al. 2021). Notebook 07 builds these.
-# - FlashAttention: exact, same FLOPs, $O(n)$ extra memory (Dao et al. 2022); MQA/GQA: same FLOPs, a KV
-#   cache $H / H_{kv}$ times smaller (section 6).
+# - Causal: $n(n+1)/2$ pairs, half the arithmetic when the kernel skips masked blocks.
+# - Sliding window of $w$ keys: $O(n w D)$ (Table 1's restricted attention; Longformer, Beltagy et al.
+#   2020, adds global tokens).
+# - Strided sparse: $O(n \sqrt{n}\, D)$ (Child et al. 2019); LSH buckets $O(n \log n\, D)$ (Kitaev
+#   et al. 2020).
+# - Linear attention: $O(n D^2)$ (Katharopoulos et al. 2020); Performer's $m$ random features
+#   $O(n m D)$ (Choromanski et al. 2021); notebook 07.
+# - FlashAttention: exact, same FLOPs, $O(n)$ extra memory (Dao et al. 2022); MQA/GQA: same attention
+#   FLOPs, an $H / H_{kv}$ times smaller KV cache (section 6).
 
 # %% [markdown]
 # ## 5. Where the memory goes: training and inference
@@ -634,14 +645,16 @@ for model, layers_, heads_kv in (("Llama 2 7B", 32, 32), ("Llama 2 70B", 80, 8))
 check("cost.kv_cache_bytes")
 
 # %% [markdown]
-# **A named small configuration: GPT-2 small** (Radford et al. 2019: 12 layers, $E = 768$, 12 heads,
-# a 1024-token context, a 50257-token vocabulary, the output layer tied to the token embeddings).
-# We build it with naive attention and measure its activations with
-# `torch.autograd.graph.saved_tensors_hooks`, which sees every tensor autograd keeps for the backward
-# pass (parameters excluded, shared storage counted once). The full model runs on PyTorch's `meta`
-# device, which computes shapes but no numbers; the same measurement on a small model on the CPU gives
-# exactly the same bytes (asserted below). Training: `float32` weights, AdamW, batch 8 × 1024 tokens.
-# Inference: `bfloat16` weights and a KV cache of 1024 positions.
+# **A named small configuration: GPT-2 small** (Radford et al. 2019: 12 layers, $E = 768$, a 1024-token
+# context, a 50257-token vocabulary, layer norm before each block; the released model has 12 heads and
+# ties the output layer to the token embeddings). The paper's Table 2 lists it at 117M parameters; the
+# released weights hold 124M, which the model below reproduces (printed). We build it with naive
+# attention and measure its activations with `torch.autograd.graph.saved_tensors_hooks`, which sees
+# every tensor autograd keeps for the backward pass (parameters excluded, shared storage counted once).
+# The full model runs on PyTorch's `meta` device, which computes shapes but no numbers; the same
+# measurement on a small model on the CPU gives exactly the same bytes (asserted below). Training:
+# `float32` weights, AdamW, batch 8 × 1024 tokens. Inference: `bfloat16` weights and a KV cache of 1024
+# positions.
 
 # %%
 class Decoder(nn.Module):
@@ -738,7 +751,8 @@ with torch.device("meta"):
 n_params = sum(p.numel() for p in model.parameters())
 activations, attention_matrices = saved_activation_bytes(model, idx)
 print(f"GPT-2 small: {n_params / 1e6:.1f} M parameters; batch 8 x 1024: {activations / 2**30:.2f} GiB of "
-      f"activations, of which {attention_matrices / 2**30:.2f} GiB in attention weights")
+      f"activations, of which {attention_matrices / 2**30:.2f} GiB ({attention_matrices / activations:.0%}) "
+      "in attention weights")
 
 # %%
 GiB = 2**30
@@ -746,6 +760,10 @@ lse = gpt2["layers"] * 8 * 12 * 1024 * 4  # a fused kernel keeps one float32 log
 log_softmax = 8 * 1024 * gpt2["vocab"] * 4
 print(f"the loss's log-softmax alone: {log_softmax / GiB:.2f} GiB; weights + gradients + AdamW: "
       f"{16 * n_params / GiB:.2f} GiB")
+for B_inference in (8, 64):
+    cache_size = kv_cache_bytes(12, B_inference, 12, 1024, 64, "bfloat16")
+    print(f"inference, {B_inference} x 1024 tokens: KV cache {cache_size / GiB:.2f} GiB, "
+          f"{cache_size / (2 * n_params):.1f} x the bfloat16 weights ({2 * n_params / GiB:.2f} GiB)")
 bars = {
     "train, naive\nattention": {"weights": 4 * n_params, "gradients": 4 * n_params, "AdamW moments": 8 * n_params,
                                 "activations: attention weights": attention_matrices,
@@ -769,7 +787,8 @@ for x_pos, (label, parts) in enumerate(bars.items()):
         bottom += nbytes / GiB
     ax.text(x_pos, bottom + 0.2, f"{bottom:.1f} GiB", ha="center", fontsize=8)
 ax.set_xticks(range(len(bars)), list(bars))
-ax.set(ylabel="GiB", title="GPT-2 small (124 M parameters): training in float32 with AdamW, inference in bfloat16")
+ax.set(ylabel="GiB", title=f"GPT-2 small ({n_params / 1e6:.0f} M parameters): training in float32 with AdamW, "
+       "inference in bfloat16")
 ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
@@ -779,30 +798,32 @@ plt.show()
 #
 # - **Training**: weights, gradients and AdamW take 16 bytes per parameter (printed above); the
 #   activations of a batch of 8 × 1024 tokens take several times that, and the attention weights (one
-#   `(1024, 1024)` matrix per head, layer and sequence) are over 40% of them. A fused kernel keeps one
-#   number per row instead (in the second bar, a red sliver too thin to see). Activation recomputation trades the rest
-#   for compute (Chen et al. 2016); Korthikanti et al. (2022) recompute only the attention part.
+#   `(1024, 1024)` matrix per head, layer and sequence) are over 40% of them (printed). A fused kernel
+#   keeps one number per row instead: the second bar is the first with those matrices replaced by one
+#   `float32` log-sum-exp per row (a red sliver too thin to see), an estimate; section 6 measures a fused
+#   kernel on a small decoder. Activation recomputation trades the rest for compute (Chen et al. 2016);
+#   Korthikanti et al. (2022) recompute only attention's core (scores, softmax, dropout, weights times
+#   values), which holds much of the memory for little of the compute.
 # - **The loss** is not small either: its log-softmax over 50257 tokens for 8192 positions is part of
 #   "everything else" (printed above).
-# - **Inference**: the weights are fixed, and the KV cache grows with batch and length; at 64 sequences of
-#   1024 tokens it is larger than the model.
+# - **Inference**: the weights are fixed, and the KV cache grows with batch and length; already at 8
+#   sequences of 1024 tokens it outweighs the `bfloat16` weights, and at 64 it is about ten times them
+#   (printed above).
 
 # %% [markdown] tags=["question:theory-37"]
 # ### What are the memory requirements for attention computation?
 #
 # A naive forward pass holds $q, k, v$ and the output, $O(BH(L+S)D)$, plus the `(B, H, L, S)` weights,
-# $O(BHLS)$, which dominate once $L, S \gg D$; a fused kernel drops the weights and keeps one
-# log-sum-exp per query row (Dao et al. 2022). `attention_memory_bytes` counts this and matched a
-# measured peak to under 1% (section 3).
+# $O(BHLS)$, which dominate once $L, S \gg D$; a fused kernel drops the weights and keeps $O(BHL)$ row
+# statistics (Dao et al. 2022). `attention_memory_bytes` matched a measured peak within 1% (section 3).
 #
-# - Training keeps the weights for the backward pass unless the kernel recomputes them: over 40% of
-#   GPT-2 small's activations at batch 8 × 1024 (measured in section 5).
-# - Inference adds the KV cache, $2 \cdot \text{layers} \cdot B \cdot H_{kv} \cdot S \cdot D$ elements:
-#   2 GiB for one 4096-token sequence of Llama 2 7B in `bfloat16` (computed in section 5).
-# - Bytes per element: 4 in `float32`, 2 in `float16`/`bfloat16`; NumPy has no `bfloat16`.
-# - Careless code costs more: the textbook softmax held three `(L, S)` arrays at once (section 3).
-# - Chunked attention with a running softmax needs $O(\sqrt{n})$ extra memory in practice (Rabe & Staats
-#   2021); section 6 chunks the queries.
+# - Training keeps the attention weights for the backward pass unless the kernel recomputes them: over
+#   40% of GPT-2 small's activations at batch 8 × 1024 with naive attention (section 5).
+# - Inference adds the KV cache, $2 \cdot \text{layers} \cdot B H_{kv} S D$ elements:
+#   2 GiB for one 4096-token Llama 2 7B sequence in `bfloat16` (section 5).
+# - Bytes per element: 4 in `float32`, 2 in `float16`/`bfloat16` (which NumPy lacks); the textbook
+#   softmax held three `(L, S)` arrays at once (section 3).
+# - Chunking keys and queries needs only $O(\sqrt{n})$ extra memory in practice (Rabe & Staats 2021).
 
 # %% [markdown]
 # ## 6. The optimisation toolbox, measured
@@ -837,8 +858,8 @@ def mib(nbytes):
 
 # %% [markdown]
 # **(a) A fused kernel.** `F.scaled_dot_product_attention` computes the same function without storing
-# the `(L, S)` weights (on the CPU, PyTorch 2.13 dispatches it to a FlashAttention-style kernel,
-# `_scaled_dot_product_flash_attention_for_cpu`). Below: one `float32` layer, $B = 1$, $H = 2$,
+# the `(L, S)` weights (on the CPU, the PyTorch printed at the top dispatches it to a FlashAttention-style
+# kernel, `_scaled_dot_product_flash_attention_for_cpu`). Below: one `float32` layer, $B = 1$, $H = 2$,
 # $L = S = 2048$, $D = 64$; then the memory autograd keeps for the backward pass of the small decoder,
 # naive against fused.
 
@@ -940,9 +961,10 @@ for t, slow, fast in zip(CONTEXTS, *step_seconds.values()):
 
 # %% [markdown]
 # **(c) Grouped-query attention.** With $H_{kv} < H$ key/value heads, each serves $H / H_{kv}$ query heads
-# (Ainslie et al. 2023; $H_{kv} = 1$ is multi-query attention, Shazeer 2019). The FLOPs stay the same;
-# the cache shrinks by $H / H_{kv}$, and so does what a decoding step must read from memory, which is
-# what bounds decoding speed (Pope et al. 2022). Measured: one decoding step of one attention layer
+# (Ainslie et al. 2023; $H_{kv} = 1$ is multi-query attention, Shazeer 2019). Attention's FLOPs stay
+# the same (only the key/value projections shrink); the cache shrinks by $H / H_{kv}$, and so does what
+# a decoding step must read from memory, which bounds decoding speed once the cache is large: long
+# contexts, big batches (Pope et al. 2022). Measured: one decoding step of one attention layer
 # ($H = 16$ query heads, $D = 64$, 16384 cached positions, `float32`) with 16, 4 and 1 key/value heads,
 # grouping the queries so that each cached head is read once.
 
@@ -969,11 +991,13 @@ for model, layers_, heads_kv in (("Llama 2 70B as published (GQA, 8)", 80, 8), (
           "per 4096-token sequence (bfloat16)")
 
 # %% [markdown]
-# **(d) 16-bit formats.** `float16` and `bfloat16` halve every byte count (weights, activations, cache).
-# `bfloat16` keeps `float32`'s exponent range and so needs no loss scaling; `float16` has more mantissa
-# bits but overflows above 65504 (Micikevicius et al. 2018 for mixed-precision training; Kalamkar et al.
-# 2019 for `bfloat16`). Measured: bytes, the error against a `float64` reference, and time on this CPU,
-# where 16-bit arithmetic may or may not be faster than `float32` (it depends on the instruction set).
+# **(d) 16-bit formats.** `float16` and `bfloat16` halve every byte count (weights, activations, cache;
+# a fused kernel's log-sum-exp stays `float32`). `float16` has more mantissa bits (10 against 7, so
+# smaller rounding errors) but a narrow range: it overflows above 65504, and small gradients underflow,
+# which is why `float16` training scales the loss (Micikevicius et al. 2018). `bfloat16` keeps
+# `float32`'s 8 exponent bits and usually trains without loss scaling (Kalamkar et al. 2019). Measured:
+# bytes, the error against a `float64` reference, and time on this CPU, where 16-bit arithmetic may or
+# may not be faster than `float32` (it depends on the instruction set).
 
 # %%
 q64, k64, v64 = (torch.randn(1, 8, 1024, 64, dtype=torch.float64) for _ in range(3))
@@ -1017,9 +1041,10 @@ for label, f in (("full", numpy_attention), ("chunks of 256", lambda q, k, v: ch
 # ### How do you optimize attention computation for efficiency?
 #
 # First find the bound: training and long prefills are limited by arithmetic and by the $O(n^2)$
-# weights, decoding by reading the KV cache. Then apply the matching tools, each measured in section 6:
+# attention matrix, decoding by memory reads (model weights, KV cache). Then apply the matching tools,
+# measured in section 6:
 #
-# - Fused, IO-aware kernels: same FLOPs, no `(L, S)` matrix in memory (Dao et al. 2022; PyTorch's
+# - Fused, IO-aware kernels: same forward FLOPs, no `(L, S)` matrix (Dao et al. 2022; PyTorch's
 #   `scaled_dot_product_attention`); here faster than naive and without its peak (a).
 # - KV caching for generation: each step computes one token's keys and values instead of the whole
 #   prefix (b).
@@ -1079,10 +1104,10 @@ print(f"notebook ran in {time.perf_counter() - NOTEBOOK_START:.0f} s on {MACHINE
 # | idea | what to remember | where |
 # |---|---|---|
 # | FLOPs | $2BHP(D + D_v)$, $P = LS$; causal $P = L(S-L) + L(L+1)/2$ ($L \le S$), $S(S+1)/2$ ($L > S$) | section 1 |
-# | measured scaling | time and memory of naive attention: slope about 2 in $L = S$ | section 2 |
+# | measured scaling | naive attention's memory: slope 2 in $L = S$; its time: slope 2 or more | section 2 |
 # | memory | inputs + output + weights (or a log-sum-exp per row); within 1% of the measured peak | section 3 |
 # | Table 1 | attention: $n^2 d$, $O(1)$ sequential steps, $O(1)$ path; recurrence: $O(n)$ and $O(n)$ | section 4 |
-# | training vs inference | activations (weights included) dominate training; the KV cache, inference | section 5 |
+# | training vs inference | activations (attention weights included) dominate training; the KV cache, inference | section 5 |
 # | toolbox | fused kernels, KV cache, GQA, 16-bit formats, tiling, each measured | section 6 |
 #
 # **Questions answered:** qa-9 (complexity in $n$), theory-15 (complexities of attention types),

@@ -8,7 +8,7 @@ starts from:
 - ``attention_memory_bytes``: the bytes a forward pass holds, with and without the (L, S) weight matrix;
 - ``kv_cache_bytes``: the bytes of the keys and values a decoder keeps for generation.
 
-All three return exact Python ints: the products of real model sizes overflow NumPy's int64.
+All three return exact Python ints: products of real model sizes can overflow NumPy's int64.
 
 Shape legend: B batch, H query heads, H_kv key/value heads, L query length, S key/value length,
 D query/key width, D_v value width.
@@ -82,8 +82,9 @@ def attention_memory_bytes(B, H, L, S, D, D_v, dtype="float32", materialize=True
         Default ``"float32"``.
     materialize : bool, optional
         True (default): naive attention, which stores the whole ``(B, H, L, S)`` weight matrix once (the
-        scores are turned into weights in place). False: a fused kernel (FlashAttention) that never
-        stores it and keeps one log-sum-exp per query row instead, for the backward pass.
+        scores are turned into weights in place). False: a fused kernel that never stores it and keeps
+        one log-sum-exp per query row instead, for the backward pass (as FlashAttention-2 and PyTorch's
+        fused kernels do; the first FlashAttention kept two numbers per row, the row max and sum).
 
     Returns
     -------
@@ -95,7 +96,7 @@ def attention_memory_bytes(B, H, L, S, D, D_v, dtype="float32", materialize=True
         - materialize=True: plus the weights ``(B, H, L, S)`` in ``dtype``, counted once;
         - materialize=False: plus the log-sum-exp ``(B, H, L)`` in the accumulation type, ``max(itemsize,
           4)`` bytes: float32 for 16-bit inputs (as FlashAttention keeps it), the input's own type for
-          float32 and float64.
+          float32 and float64 (as PyTorch's CPU kernel does).
 
     Raises
     ------
