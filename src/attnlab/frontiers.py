@@ -1,10 +1,20 @@
-"""Limits and frontiers: decoding with a key/value cache.
+"""Limits and frontiers: decoding with a key/value cache, grouped-query attention, and two alternatives to
+softmax attention that run as recurrences.
+
+- ``KVCache``: the keys and values of every decoded position, so that each new token costs one projection.
+- ``grouped_query_attention``: groups of query heads share one key/value head (MQA, Shazeer 2019; GQA,
+  Ainslie et al. 2023), which divides the cache by H / H_kv.
+- ``linear_attention_recurrent``: causal linear attention with elu(x) + 1 features (Katharopoulos et al.
+  2020) as an RNN whose state has a fixed size, however long the sequence.
+- ``diagonal_ssm``: a diagonal linear state-space recurrence, computed as a scan or as one long
+  convolution (the two forms of S4-style models; Gu et al. 2022).
 
 Taught in notebooks/12_limits_frontiers.ipynb.
 """
 import math
 
 import torch
+import torch.nn.functional as F
 
 
 class KVCache:
@@ -36,6 +46,10 @@ class KVCache:
     values first), so with S = len(cache) query i may see key j when ``j <= i + (S - T_q)``: the
     course's end-aligned causal mask, which lets one new query see the whole cache. Scores are scaled
     by ``1 / sqrt(D)``.
+
+    Memory: ``H * (D + D_v)`` numbers per cached position and sequence, in every layer. For Llama 2 7B
+    (32 layers, 32 heads of width 128) in 16-bit numbers that is 512 KiB per token, 2 GiB for a
+    4096-token context (computed in notebook 12).
 
     Examples
     --------
@@ -90,3 +104,160 @@ class KVCache:
         raise NotImplementedError(
             "frontiers.decode_step is not implemented yet: see notebooks/12_limits_frontiers.ipynb"
         )
+
+
+def grouped_query_attention(q, k, v, mask=None):
+    """Scaled dot-product attention in which groups of query heads share one key/value head.
+
+    Parameters
+    ----------
+    q : Tensor, shape (B, H, L, D)
+        Queries of H heads. Any number of leading batch dims (also none: ``(H, L, D)``).
+    k : Tensor, shape (B, H_kv, S, D)
+        Keys of H_kv heads; H_kv must divide H.
+    v : Tensor, shape (B, H_kv, S, D_v)
+        Values of the same H_kv heads.
+    mask : Tensor of bool, shape broadcastable to (B, H, L, S), optional
+        True where a query may attend to a key. It is indexed by *query* head: a mask of shape
+        ``(B, H, L, S)`` can differ between heads of one group.
+
+    Returns
+    -------
+    Tensor, shape (B, H, L, D_v)
+        Same dtype as q. A query whose mask row is all False gets a zero output.
+
+    Raises
+    ------
+    ValueError
+        If H is not a multiple of H_kv.
+
+    Notes
+    -----
+    With G = H / H_kv query heads per group, query head h reads key/value head ``h // G``: heads
+    0 .. G-1 share head 0, heads G .. 2G-1 share head 1, and so on (the order of ``repeat_interleave``
+    and of PyTorch's ``scaled_dot_product_attention(..., enable_gqa=True)``). Then, per query head,
+
+    .. math:: \\mathrm{out}_h = \\mathrm{softmax}\\big(q_h k_{h//G}^\\top / \\sqrt{D}\\big)\\, v_{h//G}
+
+    H_kv = H is multi-head attention, H_kv = 1 multi-query attention (Shazeer 2019); grouped-query
+    attention (Ainslie et al. 2023) sits in between. Only the H_kv key/value heads are cached, so the
+    KV cache shrinks by the factor G.
+
+    Write it with matmuls and a softmax: PyTorch's own attention (F.scaled_dot_product_attention,
+    nn.MultiheadAttention) is not allowed in this exercise.
+    """
+    # 1. G = H // H_kv (ValueError when H % H_kv != 0). View q as (..., H_kv, G, L, D): group g, member i is
+    #    query head g * G + i, so consecutive query heads share a key/value head.
+    # 2. Give k and v a group axis of size 1, (..., H_kv, 1, S, D), so one matmul scores every member of a
+    #    group against its shared keys: (..., H_kv, G, L, S). Broadcast the mask to (..., H, L, S) and view
+    #    it the same way.
+    # 3. Masked scores -> -inf, softmax over S, rows that see no key -> 0, @ v, then back to (..., H, L, D_v).
+    raise NotImplementedError(
+        "frontiers.grouped_query_attention is not implemented yet: see notebooks/12_limits_frontiers.ipynb"
+    )
+
+
+def linear_attention_recurrent(q, k, v, state=None, return_state=False):
+    """Causal linear attention computed as an RNN: one fixed-size state, updated token by token.
+
+    Parameters
+    ----------
+    q : Tensor, shape (..., L, D)
+        Queries of L consecutive positions.
+    k : Tensor, shape (..., L, D)
+        Keys of the same positions (self-attention: one key per query).
+    v : Tensor, shape (..., L, D_v)
+        Values of the same positions.
+    state : tuple (Tensor (..., D, D_v), Tensor (..., D)), optional
+        ``(kv, z)`` left by an earlier call on the tokens before these: ``kv = sum_j phi(k_j) v_j^T`` and
+        ``z = sum_j phi(k_j)``. Default: zeros (nothing before position 0).
+    return_state : bool, optional
+        Also return the state after the last token, to continue with the next chunk. Default False.
+
+    Returns
+    -------
+    output : Tensor, shape (..., L, D_v)
+        Same dtype as q.
+    state : tuple (Tensor (..., D, D_v), Tensor (..., D))
+        Only when `return_state` is True: ``(kv, z)`` including all L tokens.
+
+    Notes
+    -----
+    The feature map is ``phi(x) = elu(x) + 1`` (x + 1 for x > 0, exp(x) otherwise; positive
+    everywhere), applied feature by feature, with no 1/sqrt(D) scale: the feature map and normaliser of
+    notebook 07's ``efficient.linear_attention`` (Katharopoulos et al. 2020). For t = 0 .. L-1:
+
+    .. math::
+
+        \\mathrm{kv}_t = \\mathrm{kv}_{t-1} + \\phi(k_t)\\, v_t^\\top, \\qquad
+        z_t = z_{t-1} + \\phi(k_t), \\qquad
+        o_t = \\frac{\\phi(q_t)^\\top \\mathrm{kv}_t}{\\phi(q_t)^\\top z_t}
+
+    so token t sees itself and every earlier token, and the output equals causal linear attention
+    computed in parallel, ``o_t = sum_{j<=t} phi(q_t).phi(k_j) v_j / sum_{j<=t} phi(q_t).phi(k_j)``.
+    The state is ``(..., D, D_v)`` plus ``(..., D)`` whatever the length: memory per step is constant,
+    where a KV cache grows by one key and one value per token.
+    """
+    # 1. phi(x) = F.elu(x) + 1. Start from kv = zeros (..., D, D_v) and z = zeros (..., D), or from `state`.
+    # 2. For each t: first add phi(k_t) v_t^T (an outer product, (..., D, D_v)) to kv and phi(k_t) to z,
+    #    then read: o_t = phi(q_t) @ kv / (phi(q_t) . z)  -> (..., D_v).
+    # 3. Stack the L outputs along axis -2; return (output, (kv, z)) when return_state.
+    raise NotImplementedError(
+        "frontiers.linear_attention_recurrent is not implemented yet: see notebooks/12_limits_frontiers.ipynb"
+    )
+
+
+def diagonal_ssm(x, a, b, c, mode="scan"):
+    """A diagonal linear state-space model, one independent SSM per channel, as a scan or a convolution.
+
+    Parameters
+    ----------
+    x : Tensor, shape (..., L, C)
+        Input sequence of L steps with C channels. Any number of leading batch dims (also none).
+    a : Tensor, shape (C, N)
+        Diagonal of the state matrix of each channel's N-dimensional state (real; |a| < 1 for a
+        stable, decaying memory).
+    b : Tensor, shape (C, N)
+        Input weights: how x_t enters each state entry.
+    c : Tensor, shape (C, N)
+        Output weights: how the state is read out.
+    mode : {"scan", "conv"}, optional
+        "scan" (default) runs the recurrence step by step; "conv" computes the kernel and convolves.
+        Both give the same output.
+
+    Returns
+    -------
+    Tensor, shape (..., L, C)
+        Same dtype as x.
+
+    Raises
+    ------
+    ValueError
+        For a mode other than "scan" or "conv".
+
+    Notes
+    -----
+    For each channel, with the state h_t of shape (..., C, N) and h_{-1} = 0 (products elementwise):
+
+    .. math:: h_t = a \\odot h_{t-1} + b\\, x_t, \\qquad y_t = \\sum_n c_n h_{t,n}
+
+    Unrolled, ``h_t = sum_{j=0}^{t} a^j b x_{t-j}``, so y is a causal convolution of x with the kernel
+
+    .. math:: K_j = \\sum_n c_n a_n^j b_n, \\qquad y_t = \\sum_{j=0}^{t} K_j\\, x_{t-j}
+
+    with K of shape (L, C).
+
+    The first tap K_0 = c . b: x_t reaches y_t at once. The scan costs O(L C N) in L sequential steps;
+    the convolution by FFT costs O(C L log L) after O(L C N) to build K, and is parallel over t. The
+    convolution exists only because a, b and c do not depend on t (a linear time-invariant system, as in
+    S4, Gu et al. 2022); Mamba (Gu & Dao 2023) makes them depend on the input and computes the
+    recurrence with a parallel scan instead.
+    """
+    # 1. Scan: h = zeros (..., C, N); for each t: h = a * h + b * x[..., t, :, None]; y_t = (c * h).sum(-1).
+    # 2. Conv: K = (c * b * a ** j).sum(-1) for j = 0 .. L-1, built as a[None] ** arange(L)[:, None, None]
+    #    (L, C, N) -> (L, C). Then y_t = sum_{j<=t} K_j x_{t-j} along axis -2.
+    # 3. For the convolution, an FFT of length n >= 2L - 1 along the time axis (zero padding: no wrap-around):
+    #    irfft(rfft(x, n) * rfft(K, n), n)[:L]. Any other mode: ValueError.
+    raise NotImplementedError(
+        "frontiers.diagonal_ssm is not implemented yet: see notebooks/12_limits_frontiers.ipynb"
+    )
