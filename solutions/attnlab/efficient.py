@@ -10,7 +10,8 @@ time and memory grow as L * S. The functions here trade that for something cheap
 - ``linear_attention``: softmax replaced by a positive feature map, elu(x) + 1 (Katharopoulos et al. 2020),
   so that associativity makes the cost linear in the length;
 - ``random_feature_attention``: positive random features whose dot products estimate the softmax kernel
-  exp(q . k / sqrt(D)) without bias (FAVOR+, Choromanski et al. 2021).
+  exp(q . k / sqrt(D)) without bias (Performer, Choromanski et al. 2021; its FAVOR+ also makes the random
+  directions orthogonal, which this version does not).
 
 Shape legend: L query length, S key length, D query/key width, D_v value width; leading dims are batch
 dims (B, H, ...). Masks are boolean and True means *may attend*.
@@ -87,10 +88,11 @@ def strided_mask(L, stride):
 
     Notes
     -----
-    The paper gives the two parts to two heads (or alternating layers): A1 = {j : i - l <= j <= i} and
-    A2 = {j : (i - j) mod l = 0}. Key i - l belongs to both, so a band of l or l + 1 keys gives the same
-    union. In two steps every earlier key is reachable: from i, step back by a multiple of l, then within
-    the band. Each row keeps about l + i / l keys, about 2 sqrt(L) when l = sqrt(L).
+    The paper's two parts are A1 = {j : i - l <= j <= i} and A2 = {j : (i - j) mod l = 0}; it alternates
+    them over layers, gives them to different heads, or lets one "merged" head attend to their union,
+    which is this mask. Key i - l belongs to both, so a band of l or l + 1 keys gives the same union. In
+    two steps every earlier key is reachable: from i, step back by a multiple of l, then within the band.
+    Row i keeps about l + i / l keys, at most about 2 sqrt(L) when l = sqrt(L).
     """
     ### BEGIN HINTS
     # 1. back = np.arange(L)[:, None] - np.arange(L)[None, :]: how far key j lies behind query i, (L, L).
@@ -282,7 +284,7 @@ def linear_attention(q, k, v, causal=False):
 
 
 def random_feature_attention(q, k, v, num_features, rng):
-    """Softmax attention approximated by positive random features (FAVOR+, Choromanski et al. 2021).
+    """Softmax attention approximated by positive random features (Performer, Choromanski et al. 2021).
 
     Parameters
     ----------

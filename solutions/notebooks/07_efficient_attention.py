@@ -27,8 +27,9 @@
 # - how to compute windowed attention block by block in O(L w) memory, measured against full attention;
 # - linear attention: a feature map instead of exp, why associativity makes the cost linear in the
 #   length, and why its causal form is a recurrent network;
-# - Performer's positive random features, an unbiased estimate of softmax attention, and how its error
-#   falls with the number of features;
+# - Performer's positive random features: an unbiased estimate of the softmax kernel $e^{q \cdot k/\sqrt{D}}$
+#   (not quite of attention, which divides two such estimates), and how the error falls with the number
+#   of features;
 # - what each one loses, on a key-value recall task trained here with softmax, linear and local attention.
 #
 # **You will build** (in `src/attnlab/efficient.py`, NumPy only): `sliding_window_mask`, `strided_mask`,
@@ -149,13 +150,15 @@ plt.show()
 #
 # $$A_1(i) = \{j : i - l \le j \le i\}, \qquad A_2(i) = \{j \le i : (i - j) \bmod l = 0\}$$
 #
-# The paper gives the two parts to different heads (or alternates them over layers); `strided_mask`
-# returns their union as one mask. With $l \approx \sqrt{L}$, each row keeps about $2\sqrt{L}$ keys and
-# the layer costs $O(L\sqrt{L})$. The *fixed* pattern (also Child et al. 2019) cuts the sequence into
-# blocks of $l$: $A_1$ is the query's own block, and $A_2$ the last $c$ positions of every block, which
-# act as summaries that later queries read. The paper reports that strided suits data whose structure
-# lines up with the stride (images, whose rows repeat every $l$ pixels) and that fixed works better for
-# text, where strided heads can fail to route information.
+# The paper offers three ways to use the two parts: alternate them over layers, give them to different
+# heads, or let one "merged" head attend to their union; `strided_mask` returns the union. With
+# $l \approx \sqrt{L}$, a row keeps at most about $2\sqrt{L}$ keys and the layer costs $O(L\sqrt{L})$.
+# The *fixed* pattern (also Child et al. 2019) cuts the sequence into blocks of $l$: $A_1$ is the
+# query's own block, and $A_2$ the last $c$ positions of every block, which act as summaries that later
+# queries read. The paper argues that strided suits data whose structure lines up with the stride (an
+# image with rows of $l$ pixels: the strided part reads the column above) but can fail to route
+# information in text, and its comparison (Table 2) has fixed ahead of strided on Enwik8 and strided
+# ahead on CIFAR-10.
 #
 # **Implement `strided_mask(L, stride)`**: query $i$ sees $j \le i$ with $i - j < l$ or
 # $(i - j) \bmod l = 0$ (the docstring shows why a band of $l$ or $l + 1$ keys gives the same union).
@@ -208,8 +211,11 @@ for name, m in (("sliding window 16, causal", sliding_window_mask(L_hop, stride_
 # **Intuition.** Zaheer et al. (2020) combine three cheap ingredients: a sliding window (local context),
 # a few **global** tokens that see everything and are seen by everyone (a hub: any two tokens are two
 # hops apart through it), and a few **random** keys per query (random graphs have short paths between
-# any two nodes). Their proofs use the global tokens to show that the sparse model, like full
-# attention, is a universal approximator of sequence-to-sequence functions and Turing complete.
+# any two nodes). Their theory rests on the global tokens, not the random keys: with them, the sparse
+# encoder is a universal approximator of sequence-to-sequence functions and the sparse encoder-decoder
+# is Turing complete (with exact arithmetic), as was known for full attention. They also prove the
+# price: a task that one full-attention layer solves needs nearly $L$ layers of any sparse pattern with
+# about $L$ pairs (up to log factors).
 #
 # **Math.** For window $w$, $g$ global tokens and $r$ random keys:
 #
@@ -281,10 +287,9 @@ for name, m in (("sliding window (w = 16)", sliding_window_mask(L_hop, 16)),
 # %% [markdown] tags=["question:theory-19"]
 # ### Describe sparse attention patterns and their benefits.
 #
-# A sparse pattern lets each query score only a chosen subset of keys (a window, every $l$-th key,
-# block summaries, global or random tokens), so a layer costs $O(L k)$ for $k$ keys per query instead of
-# $O(L^2)$. Depth restores long-range flow: if every pair is linked within a few hops, a few layers reach
-# everywhere (the hop counts above).
+# A sparse pattern lets each query score only $k$ chosen keys (a window, every $l$-th key, block
+# summaries, global or random tokens): $O(L k)$ per layer instead of $O(L^2)$. Stacked layers restore
+# long-range flow when every pair is linked within a few hops (the hop counts above).
 #
 # - Sparse Transformer (Child et al. 2019): strided and fixed patterns, $l \approx \sqrt{L}$,
 #   $O(L\sqrt{L})$, two hops to any earlier position.
@@ -293,7 +298,8 @@ for name, m in (("sliding window (w = 16)", sliding_window_mask(L_hop, 16)),
 # - Content-based patterns: LSH buckets (Reformer, Kitaev et al. 2020), k-means clusters (Routing
 #   Transformer, Roy et al. 2021).
 # - It saves time only if the kernel skips masked pairs (section 4); GPUs want block-sparse layouts.
-# - The risk: a fixed pattern can miss the one pair a task needs (section 7).
+# - The risk: a fixed pattern can miss the pair a task needs (section 7's local model); some tasks need
+#   nearly $L$ sparse layers where one full layer suffices (Zaheer et al. 2020).
 
 # %% [markdown]
 # ## 4. Local attention, block by block
@@ -403,7 +409,7 @@ for L_m, a, b in zip(lengths_local, mem_full + [None] * len(lengths_local), mem_
 # - Blocks of $w$ queries against $3w$ keys: $(w, 3w)$ tiles, never an `(L, L)` array (the memory plot).
 # - Longformer (Beltagy et al. 2020) adds global tokens; Mistral 7B (Jiang et al. 2023) uses $W = 4096$
 #   and a rolling KV cache of $W$ entries.
-# - Gemma 2 (Gemma Team 2024) alternates local layers (window 4096) with global ones.
+# - Gemma 2 (Gemma Team 2024) alternates local layers (window 4096) with global ones (span 8192).
 # - One layer cannot fetch anything beyond $w$ (section 7's local model).
 # - Conventions differ: "window $W$" may count one side, both sides, or include the query.
 
@@ -469,7 +475,9 @@ check("efficient.linear_attention")
 # grows (non-causal, one head, float32, $D = D_v = 32$). The timings use PyTorch twins of the functions,
 # run on one thread: NumPy's BLAS picks its own thread count, and on a shared machine its threads wait
 # for each other and swamp the measurement. The twin is checked against your `linear_attention` first.
-# At each length: the best of three measurements, each averaging enough calls to last 20 ms.
+# The clock is the CPU time of that one thread (`time.thread_time`), which does not count the time other
+# programs hold the core; at each length, the best of three measurements, each averaging enough calls to
+# last 20 ms.
 
 # %%
 def linear_attention_torch(q, k, v, order="right"):
@@ -487,16 +495,19 @@ def softmax_attention_plain(q, k, v):
 
 
 def best_time(fn, repeat=3, at_least=0.02):
-    """Seconds per call: the best of `repeat` measurements, each averaging enough calls to last `at_least` s."""
-    start = time.perf_counter()
+    """CPU seconds per call on this thread: the best of `repeat` measurements, each averaging enough calls to
+    last `at_least` s. With one PyTorch thread the work runs on the calling thread, so time.thread_time sees
+    all of it, and none of the time other programs hold the core."""
+    start = time.thread_time()
     fn()
-    number = max(1, int(at_least / max(time.perf_counter() - start, 1e-6)))
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
+    first = time.thread_time() - start
+    number = max(1, int(at_least / max(first, 1e-6)))
+    best = first if number == 1 else float("inf")  # a call that long already counts as one measurement
+    for _ in range(repeat - (number == 1)):
+        start = time.thread_time()
         for _ in range(number):
             fn()
-        best = min(best, (time.perf_counter() - start) / number)
+        best = min(best, (time.thread_time() - start) / number)
     return best
 
 
@@ -521,22 +532,24 @@ torch.set_num_threads(threads)
 
 fig, ax = plt.subplots(figsize=(6.5, 4))
 for (name, t), marker in zip(timings.items(), "osD"):
-    n = lengths_linear[:len(t)]
-    ax.loglog(n, np.array(t) * 1e3, marker=marker, label=f"{name} (slope {slope(n, t):.2f})")
-ax.set(xlabel="sequence length L = S", ylabel="time per call (ms)", title="one head, float32, D = D_v = 32, 1 thread")
+    n = np.array(lengths_linear[:len(t)])
+    fit = np.polyfit(np.log(n[n >= 512]), np.log(np.array(t)[n >= 512]), 1)[0]  # log-log slope over L >= 512
+    ax.loglog(n, np.array(t) * 1e3, marker=marker, label=f"{name} (slope {fit:.2f} for L >= 512)")
+ax.set(xlabel="sequence length L = S", ylabel="CPU time per call (ms)", title="one head, float32, D = D_v = 32, 1 thread")
 ax.legend(fontsize=8)
 plt.show()
-print(MACHINE, "| 1 thread")
+print(MACHINE, "| 1 thread, CPU time")
 print("softmax / linear (associative order):", ", ".join(
     f"L = {n}: {a / b:.0f}x" for n, a, b in zip(lengths_quadratic, timings["softmax attention"],
                                                  timings["linear, phi(Q) (phi(K)^T V)"])))
 
 # %% [markdown]
 # The same arithmetic in the two orders: building the $(L, S)$ matrix first costs about as much as
-# softmax attention, and both climb with a slope of 2 or more (steeper once the $L \times L$ matrix no
-# longer fits in the CPU's caches); the associative order stays near slope 1. The slopes are fitted over
-# the last three lengths, and a shared machine adds noise to single points. Only the order makes linear
-# attention linear, and the gain grows with $L / D$.
+# softmax attention, and both climb with a slope near 2 or above (steeper once the $L \times L$ matrix no
+# longer fits in the CPU's caches); the associative order stays near slope 1. The slopes are fitted from
+# $L = 512$ up, where fixed per-call costs no longer dominate; a shared machine still moves single points
+# (the caches are shared too). Only the order makes linear attention linear, and the gain grows with
+# $L / D$.
 
 # %% [markdown]
 # ## 6. Random features: approximating softmax itself (Performer)
@@ -548,9 +561,10 @@ print("softmax / linear (associative order):", ", ".join(
 # $$\mathbb{E}_w\!\left[e^{w \cdot q - |q|^2/2}\; e^{w \cdot k - |k|^2/2}\right] = e^{-|q|^2/2 - |k|^2/2}\, e^{|q + k|^2 / 2} = e^{q \cdot k}$$
 #
 # so averaging over $m$ random directions estimates $e^{q \cdot k}$ with features that are always
-# positive. (The older trigonometric features, $\sin$ and $\cos$ of $w \cdot x$, estimate the same
-# kernel but can go negative, and their relative error explodes where the kernel is small, which is
-# exactly where most attention weights live: the paper's argument for positive features.) A Monte Carlo
+# positive. (The older trigonometric features, $\sin$ and $\cos$ of $w \cdot x$ (random Fourier
+# features, Rahimi and Recht 2007), estimate the same kernel once rescaled by $e^{|q|^2/2} e^{|k|^2/2}$,
+# but they can go negative, and their error explodes where the kernel is small, which is exactly where
+# most attention weights live: the paper's argument for positive features.) A Monte Carlo
 # check of one kernel value:
 
 # %%
@@ -566,8 +580,9 @@ for m in (10, 1_000, 100_000):
 #
 # $$\phi(x)_r = \tfrac{1}{\sqrt{m}} \exp\!\big(w_r \cdot x' - |x'|^2 / 2\big), \qquad \phi(Q): (L, m),\ \phi(K): (S, m)$$
 #
-# and the output is linear attention with these features: $O((L + S)\, m\, D_v)$. The numerator and the
-# normaliser are each unbiased; their ratio is not quite, but its error shrinks as $m$ grows. The paper
+# and the output is linear attention with these features: $O((L + S)\, m\, (D + D_v))$ for the features
+# and the two products, linear in the length. The numerator and the normaliser are each unbiased; their
+# ratio is not quite, but its error shrinks as $m$ grows. The paper
 # also makes the rows of $W$ orthogonal to lower the variance (FAVOR+); here they are independent.
 # For a numerically safe program, subtract the maximum exponent before `exp`: one shift per query row,
 # or one shift for all keys, cancels in the ratio (a shift per key does not).
@@ -587,7 +602,8 @@ print("random_feature_attention:", q.shape, k.shape, v.shape, "->", approx.shape
 check("efficient.random_feature_attention")
 
 # %% [markdown]
-# **Error against the number of features.** Mean absolute error against exact softmax attention
+# **Error against the number of features.** The error printed above is far from small: how many
+# features are enough depends on the inputs. Mean absolute error against exact softmax attention
 # (L = 32, S = 48, D = 16), averaged over 4 draws of $W$ per point, for queries and keys of unit
 # variance and for the same inputs halved.
 
@@ -641,8 +657,8 @@ print(f"one pair: relative variance of a single draw {draws.var() / np.exp(x1 @ 
 # - Approximating softmax: positive random features, unbiased, error about $m^{-1/2}$ for large $m$
 #   (Performer, Choromanski et al. 2021); low rank along the length (Linformer, Wang et al. 2020;
 #   Nyströmformer, Xiong et al. 2021).
-# - The price: everything seen lives in a `(D, D_v)` state; beyond about D associations, retrievals
-#   interfere (Schlag et al. 2021; section 7).
+# - The price: everything seen lives in a `(D, D_v)` state; at most $D$ associations fit without
+#   interference (Schlag et al. 2021); section 7's recall falls as pairs accumulate.
 # - The speed-up needs $L \gg D$ (timed above).
 # - Causal bug: totals instead of prefix sums leak the future.
 
@@ -650,9 +666,9 @@ print(f"one pair: relative variance of a single draw {draws.var() / np.exp(x1 @ 
 # ## 7. What each one gives up: key-value recall, trained
 #
 # **The task.** A sequence of 48 tokens of two kinds. A *pair* token carries a key (one of 48, distinct
-# within a sequence) and a value (one of 16); a *query* token names a key seen earlier, at a random
-# distance back, and the model must output that key's value there. The first four tokens are pairs;
-# after them each token is a pair or a query with probability 1/2.
+# within a sequence) and a value (one of 16); a *query* token names the key of one earlier pair, chosen
+# uniformly among the pairs so far, and the model must output that pair's value there. The first four
+# tokens are pairs; after them each token is a pair or a query with probability 1/2.
 # Nothing but content says where the answer is, and it can be anywhere in the past: the task asks one
 # attention layer to *retrieve*.
 #
@@ -771,11 +787,13 @@ print(f"trained 3 models x {STEPS} steps of 32 sequences on {MACHINE}, 1 thread:
 test = make_batch(torch.Generator().manual_seed(123), 512)
 keys, values, is_query, target, distance, stored = test
 correct, weights = {}, {}
+torch.set_num_threads(1)  # small matrices again: one thread is faster here on a shared machine
 with torch.no_grad():
     for kind, model in models.items():
         logits, w = model(keys, values, is_query)
         correct[kind] = (logits.argmax(-1) == target)[is_query].float().numpy()  # one entry per query
         weights[kind] = w[0].numpy()  # sequence 0: (L, L)
+torch.set_num_threads(threads)
 query_distance, query_stored = distance[is_query].numpy(), stored[is_query].numpy()
 print(f"chance: {1 / N_VALUES:.3f}; accuracy on {int(is_query.sum())} test queries: "
       + ", ".join(f"{kind} {c.mean():.3f}" for kind, c in correct.items()))
@@ -833,10 +851,13 @@ plt.show()
 #   layer cannot see further, whatever it learns (a stack would relay information, section 1).
 # - **Linear** sees every pair but its weights stay spread out, and its accuracy falls as more pairs are
 #   stored: every pair is added into one `(D, D_v)` = 16 x 16 state, and a query reads back a blend of
-#   all of them. Schlag et al. (2021) describe this as a capacity limit: with D-dimensional keys, at most
-#   D associations can be stored without interference. Longer training does not remove it: run outside
-#   the notebook, 1000 and 2000 steps both left our linear model near 80% overall, still losing accuracy
-#   as pairs accumulate (try `train("linear", steps=1000)`).
+#   all of them. Schlag et al. (2021) call this a capacity limit: a sum of outer products over
+#   $D$-dimensional features can hold at most $D$ associations without interference, those with
+#   mutually orthogonal keys. Features from elu + 1 are all positive, so no two of them are orthogonal:
+#   every stored pair leaks a little into every read-out.
+# - The linear model's loss is still falling at step 300, so this run alone does not say how much of its
+#   gap is training time and how much capacity: train it longer (`train("linear", steps=2000)`) and
+#   redraw the accuracy against pairs stored.
 
 # %% [markdown]
 # ## 8. In your own words
@@ -851,7 +872,8 @@ plt.show()
 # score matrix, and a decoder carries a fixed-size (D, D_v) state per head instead of a growing KV cache.
 # The cost is retrieval: every token is summed into that fixed state, so pulling out one specific fact
 # among many competes with everything else stored (section 7's linear model loses accuracy as pairs
-# accumulate), and its weights cannot become as sharp as softmax's. I would try a sparse pattern computed
+# accumulate), and its weights, ratios of dot products of positive features rather than exponentials,
+# stay far less sharp than softmax's (section 7's heatmaps). I would try a sparse pattern computed
 # without the full matrix, such as a sliding window with a few global tokens (Longformer, BigBird) or
 # local layers interleaved with some full-attention layers, which keeps exact softmax on the pairs it
 # scores, or an exact memory-efficient kernel (FlashAttention, notebook 08) if full attention must stay.
@@ -865,7 +887,7 @@ plt.show()
 # | strided / fixed (Child et al. 2019) | exact softmax on a factorised pattern | $O(L \sqrt{L} D)$ | $O(L \sqrt{L})$ | pairs not in the pattern need two hops |
 # | BigBird (Zaheer et al. 2020) | exact softmax on window + global + random | $O(L (w + g + r) D)$ | same | a random, fixed choice of long-range pairs |
 # | linear, elu + 1 (Katharopoulos et al. 2020) | a different, positive similarity | $O(L D D_v)$ | $O(D D_v)$ state | sharp retrieval among many items |
-# | random features (Choromanski et al. 2021) | an estimate of softmax attention | $O(L m D_v)$ | $O(m D_v)$ | accuracy: error about $m^{-1/2}$ |
+# | random features (Choromanski et al. 2021) | an estimate of softmax attention | $O(L m (D + D_v))$ | $O(m D_v)$ | accuracy: error about $m^{-1/2}$, more for large $\lvert q \rvert, \lvert k \rvert$ |
 #
 # Questions answered: theory-19 (sparse attention patterns and their benefits), theory-20 (window-based
 # attention in long sequences), theory-21 (linear attention and its approximations).
