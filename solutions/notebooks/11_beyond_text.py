@@ -37,12 +37,12 @@
 # train, in PyTorch, a small speech-like recogniser, a graph attention network, a DIN-style click model
 # and a hierarchical document classifier, each against a baseline without the idea.
 #
-# **Shapes.** $B$ batch; $S$ the number of items attended over (frames, behaviours, document words);
-# $L$ the question length in co-attention; $N$ nodes of a graph (or sentences of a document), $T$ words
-# per sentence; $D$ a feature width; $A$ the hidden width of a scoring MLP; $H$ heads. Projections are
-# written `x @ W` with `W` of shape `(in, out)` (PyTorch's `nn.Linear` stores `W.T`). Masks are boolean,
-# `True` = may be attended to; a row with nothing to attend to gets zero weights and a zero output, never
-# NaN. Outputs keep the inputs' dtype.
+# **Shapes.** $B$ batch; $S$ the number of items attended over (frames, behaviours, document words); $L$ the
+# number of queries (decoder steps in speech, question words in co-attention); $N$ nodes of a graph (or
+# sentences of a document), $T$ words per sentence; $D$ a feature width; $A$ the hidden width of a scoring
+# MLP; $H$ heads. Projections are written `x @ W` with `W` of shape `(in, out)` (PyTorch's `nn.Linear` stores
+# `W.T`). Masks are boolean, `True` = may be attended to; a row with nothing to attend to gets zero weights
+# and a zero output, never NaN. Outputs keep the inputs' dtype.
 
 # %% tags=["setup"]
 # %load_ext autoreload
@@ -94,7 +94,7 @@ def smooth(values, n=20):
 #
 # - **similar fragments repeat**: the same phone, or the same word, occurs several times in an
 #   utterance, and its frames look alike wherever they are. A purely content-based score
-#   $w^\top\tanh(sW + h_jV + b)$ gives them the same score;
+#   $w^\top\tanh(sW + h_jV + b)$ gives them about the same score;
 # - **the alignment is monotonic and local**: output step $i + 1$ reads the frames just after those that
 #   step $i$ read, never earlier ones.
 #
@@ -108,10 +108,16 @@ def smooth(values, n=20):
 # with $s_{i-1}$ `(D_s)`, $W$ `(D_s, A)`, $h_j$ `(D_h)`, $V$ `(D_h, A)`, $U$ `(K, A)`, $w, b$ `(A,)`. A
 # filter can learn "score high just to the right of where I looked", which is exactly monotonic,
 # local progress, and it tells two identical fragments apart by their position relative to the last
-# alignment. They found the content-only model could only decode utterances about as long as those it was
-# trained on; the location-aware one reached 18% phone error rate on TIMIT and 20% on utterances made 10
-# times longer by repetition (Chorowski et al. 2015). Tacotron 2 (Shen et al. 2018) uses the same
-# mechanism for speech *synthesis*, with the cumulative alignment as an extra input channel.
+# alignment. On TIMIT their content-only model reached a competitive 18.7% phone error rate but could
+# only decode utterances about as long as those it was trained on; the location-aware one reached 18%,
+# and 20% on utterances made 10 times longer by repetition (Chorowski et al. 2015). The same paper also
+# varies the normalisation. *Sharpening* narrows the weights for long inputs: a softmax with inverse
+# temperature $\beta > 1$, keeping only the top $k$ frames, or *windowing*, scoring only the frames near
+# the median of the previous alignment (used at decoding time only). *Smoothing* widens them: a logistic
+# sigmoid in place of the exponential before normalising, so that several frames share the weight, which
+# with the location features gave 17.6% PER. Tacotron 2 (Shen et al. 2018)
+# uses location-sensitive attention for speech *synthesis*, with the attention weights accumulated over
+# the previous steps as an extra feature.
 #
 # **Which convolution?** Deep-learning "convolution" is a cross-correlation, the filter slid without
 # flipping: $f_{j,k} = \sum_r F_{k,r}\,\alpha_{i-1,\,j + r - (R-1)/2}$ with $\alpha = 0$ beyond the ends
@@ -165,10 +171,13 @@ check("applications.location_sensitive_scores")
 # A toy recogniser. An utterance is 6 "phones" from an alphabet of 6 (neighbours differ, repeats
 # further apart are common), each lasting 2 to 4 frames; a frame is the one-hot vector of its phone plus
 # Gaussian noise (σ = 0.3), and utterances are padded to the longest in the batch. The encoder reads each
-# frame on its own (one linear layer), so a frame carries its phone and nothing about where it is.
+# frame on its own (one linear layer), so a frame carries its phone and nothing about where it is: to
+# content-only attention an utterance is an unordered bag of frames. This is an extreme case, chosen to
+# make the role of location visible in a minute of training.
 # A GRU decoder emits the 6 phones, attending over the frames at every step with the additive score,
 # with and without the location term ($K = 4$ filters of width $R = 11$, the previous alignment starting
-# on frame 0). Both models have the same decoder, data, optimiser and number of steps; they are trained
+# on frame 0; the state that scores the frames is the GRU's state just updated from the previous phone and
+# context). Both models have the same decoder, data, optimiser and number of steps; they are trained
 # with teacher forcing and evaluated by greedy decoding on held-out utterances.
 
 # %%
@@ -309,23 +318,25 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The content-only decoder has no way to know where it is: its frames carry no position, so when a phone
-# occurs twice it cannot tell the occurrences apart, and it cannot find "the next phone" without knowing
-# which one it is. Its alignment spreads over every frame that looks plausible and its accuracy stays
-# low. The location-aware decoder learns a band that moves left to right through the utterance, one
-# phone per step (the printed share of steps whose peak never moves back is close to 100%): its filters
-# learned to look just past the previous alignment, and the content term to skip the frames of the phone
-# it has just emitted. Real encoders (bidirectional RNNs, convolutions, self-attention) give frames some
-# context, which softens the contrast, but Chorowski et al. (2015) still saw the content-only model fail on
-# long utterances.
+# The content-only decoder has no way to know where it is: its frames carry no position, so the order of
+# the phones is not in anything it can score, and when a phone occurs twice it cannot tell the
+# occurrences apart. Its alignment stays spread over the whole utterance and its accuracy stays low. The
+# location-aware decoder learns a band that moves left to right through the utterance, one phone per
+# step (see the printed share of steps whose peak never moves back). The two models differ only in the
+# location term, so that term is what lets it track the utterance: its input is the previous alignment,
+# the one thing that says where the decoder is. Real encoders (bidirectional RNNs, convolutions,
+# self-attention) give frames context and some sense of position, which is why Chorowski et al.'s
+# content-only model did well on utterances of the usual length; it failed on long ones.
 #
 # **Monotonic alignment.** Speech alignments only move forward, so some models enforce it. *Hard
 # monotonic attention* (Raffel et al. 2017) scans the frames from where the last step stopped and, at
-# each frame, decides with a sigmoid whether to stop there; training uses the expected alignment, and
-# decoding needs only the frames seen so far, in time linear in $S + T$ instead of $S\,T$, which makes
-# *online* (streaming) recognition possible. Monotonic chunkwise attention (MoChA; Chiu and Raffel 2018)
-# then runs soft attention over a small chunk ending at the stop. Joint CTC–attention training (Kim et
-# al. 2017) uses CTC's monotonic alignments to keep the attention decoder's alignment on track.
+# each frame, decides with a sigmoid whether to stop there; the frame it stops at is the context. Training
+# uses the expected (soft) alignment, computed in closed form; decoding needs only the frames seen so
+# far, in time linear in $S + L$ ($L$ output steps) instead of $S\,L$, which makes *online* (streaming)
+# recognition possible. Monotonic chunkwise attention (MoChA; Chiu and Raffel 2018) then runs soft
+# attention over a small chunk ending at the stop. Joint CTC–attention training (Kim et al. 2017) adds a
+# CTC loss on the shared encoder; CTC's alignments are monotonic by construction, and the extra loss
+# helped the attention decoder learn to align faster and more robustly.
 
 # %% [markdown] tags=["question:theory-29"]
 # ### Describe attention mechanisms in speech recognition.
@@ -338,7 +349,7 @@ plt.show()
 #
 # - Length: frames far outnumber outputs; LAS's pyramidal BiLSTM cuts the frames 8-fold (Chan et al. 2016).
 # - Content-only attention failed on utterances longer than the training ones; location-aware attention
-#   held 20% PER on 10× longer ones (Chorowski et al. 2015). Section 1 shows the gap on a toy task.
+#   held 20% PER on 10× longer ones (Chorowski et al. 2015). Section 1 trains both on a toy task.
 # - Streaming: monotonic attention (Raffel et al. 2017), MoChA (Chiu and Raffel 2018); joint CTC–attention
 #   (Kim et al. 2017).
 # - Later encoders use self-attention: Speech-Transformer (Dong et al. 2018); Conformer adds convolution
@@ -348,7 +359,7 @@ plt.show()
 # ## 2. Graphs: attention over a node's neighbours (GAT)
 #
 # A graph neural network updates each node from its neighbours. A graph convolution (Kipf and Welling
-# 2017) averages them with fixed weights set by the node degrees; a **graph attention network**
+# 2017) sums them with fixed weights set by the node degrees, $1/\sqrt{d_i d_j}$; a **graph attention network**
 # (Velickovic et al. 2018) learns the weights, per edge, from the two nodes' features. For node $i$ with
 # neighbours $\mathcal{N}(i)$ (itself included, in the paper):
 #
@@ -362,7 +373,7 @@ plt.show()
 # the paper's output layer **averages** them `(N, D_out)`. Because
 # $a^\top[z_i \Vert z_j] = a_{1}\cdot z_i + a_{2}\cdot z_j$, the scores are two `(N,)` vectors per head and
 # a broadcast sum, never an `(N, N, 2 D_out)` tensor; with an edge list instead of a dense mask, the
-# cost is $O(|E|)$ per head.
+# attention costs $O(|E|\,D_{out})$ per head, on top of the $O(N D_{in} D_{out})$ projection.
 #
 # **Exercise.** Implement `gat_layer(h, adjacency, W, a, negative_slope=0.2, concat=True)`: $W$ `(H, D_in,
 # D_out)`, $a$ `(H, 2 D_out)` → `(out, weights (H, N, N))`. Use the adjacency exactly as given (no
@@ -412,7 +423,7 @@ check("applications.gat_layer")
 #
 # - **GAT**: the weights come from `gat_layer`'s score, learned;
 # - **mean aggregation**: the same layer with every score set to 0, so each node averages its
-#   neighbourhood uniformly (a graph convolution with equal weights).
+#   neighbourhood uniformly (like a graph convolution, with equal weights of 1/12).
 
 # %%
 CLASSES, N_NODES, N_INFORMATIVE, N_DECOYS = 3, 400, 3, 8
@@ -511,14 +522,14 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Averaging gives the 8 decoys more than twice the say of the 3 honest neighbours, and the mean model
-# misclassifies a share of the test nodes. The GAT learned to put almost all of its attention on the
-# informative neighbours (and on a node itself when it is informative) and classifies nearly every test
-# node correctly. Notice the rows: every node ranks its neighbours the same way, by how informative
-# *they* look. That is a property of GAT's score, not of this task: $a_1 \cdot z_i$ is the same for
-# every neighbour of node $i$, and LeakyReLU is monotonic, so the order of the scores $e_{ij}$ over $j$
-# does not depend on $i$. Brody et al. (2022) call this *static* attention and fix it in GATv2 by
-# applying $a$ after the nonlinearity, $a^\top\mathrm{LeakyReLU}(W[h_i \Vert h_j])$.
+# Averaging gives the 8 decoys more than twice the say of the 3 honest neighbours, and the mean
+# model misclassifies a share of the test nodes. The GAT learned to put most of its attention on the
+# informative neighbours (and on a node itself when it is informative): compare the two printed shares. It
+# classifies nearly every test node correctly. Notice the rows: every node ranks its neighbours the same way,
+# by how informative *they* look. That is a property of GAT's score, not of this task: within one head,
+# $a_1 \cdot z_i$ is the same for every neighbour of node $i$, and LeakyReLU is monotonic, so the order of
+# the scores $e_{ij}$ over $j$ does not depend on $i$. Brody et al. (2022) call this *static* attention and fix it
+# in GATv2 by applying $a$ after the nonlinearity, $a^\top\mathrm{LeakyReLU}(W[h_i \Vert h_j])$.
 
 # %% [markdown] tags=["question:theory-40"]
 # ### What is the attention mechanism in Graph Neural Networks?
@@ -530,8 +541,8 @@ plt.show()
 # (Kipf and Welling 2017).
 #
 # - Heads: concatenated in hidden layers, averaged in the output layer.
-# - Cost: $O(|E|)$ per head on an edge list; nothing depends on the whole graph, so a trained model
-#   applies to unseen graphs (inductive).
+# - Cost: $O(|E|)$ scores per head on an edge list; nothing depends on the whole graph, so a trained
+#   model applies to unseen graphs (inductive).
 # - Evidence (section 2): GAT learned to ignore decoy neighbours; averaging could not.
 # - Limit: GAT's ranking of neighbours does not depend on the node attending ("static"); GATv2 fixes it (Brody et
 #   al. 2022). Graph Transformers attend over all nodes with structural encodings (Ying et al. 2021).
@@ -550,10 +561,17 @@ plt.show()
 #   \qquad v_U(c) = \sum_j w_j h_j$$
 #
 # with $W_1$ `(4D, A)`, $b_1, w_2$ `(A,)`, $b_2$ a number. (The paper's figure feeds the unit the two
-# embeddings and their outer product; the code released with it uses the element-wise form above.)
-# **There is no softmax**: Zhou et al. relax $\sum_j w_j = 1$ on purpose, to keep the *intensity* of an
-# interest. A user with eight running-shoe purchases should look more interested in running shoes than a
-# user with one, and a softmax would give both the same average shoe. Padded history slots get weight 0.
+# embeddings and their "out product", usually read as an outer product; the TensorFlow code released
+# with it feeds $[c;\ h_j;\ c - h_j;\ c \odot h_j]$, the form above up to an order and a sign that the
+# first linear layer absorbs.) **There is no softmax**: Zhou et al. relax $\sum_j w_j = 1$ on purpose, to
+# keep the *intensity* of an interest. A user with eight running-shoe purchases should look more
+# interested in running shoes than a user with one, and a softmax would give both about the same average
+# shoe. Padded history slots get weight 0. (The released code does apply a scaled softmax; asked why, its
+# author answered that it is a demo, on public data too small to show the difference: issue 74 of
+# zhougr1993/DeepInterestNetwork, 2020.) The paper adds two training devices that are not attention:
+# *Dice*, a smooth PReLU whose switch point sits at the batch mean of its input, with a softness set by
+# the batch variance, and *mini-batch aware regularisation*, an L2 penalty on only the embedding rows of
+# the features present in the mini-batch, each scaled by the inverse of its feature's frequency.
 #
 # **Exercise.** Implement `target_attention_pooling(candidate, history, mask, params)`: $c$ `(B, D)`, $h$
 # `(B, S, D)`, `mask` `(B, S)` (or None), `params` with `"W1"`, `"b1"`, `"alpha"` (PReLU slopes, one per
@@ -583,10 +601,10 @@ check("applications.target_attention_pooling")
 # ### Training it: when the count of related behaviours matters
 #
 # Items belong to 8 categories (10 items each). A user's history holds 3 to 16 items (padded to 16)
-# drawn from 3 categories of interest; the candidate comes from one of them 70% of the time. The user
-# clicks when **at least 3** history items share the candidate's category, an intensity that a weighted
-# *average* cannot see. Three models with the same item embeddings and the same MLP on
-# `[user vector, candidate]`, differing only in the pooling:
+# drawn from 3 categories of interest; the candidate comes from one of them 70% of the time, otherwise
+# from any of the 8. The user clicks when **at least 3** history items share the candidate's category,
+# an intensity that a weighted *average* cannot see. Three models, each with its own item embeddings of
+# width 8 and the same MLP on `[user vector, candidate]`, differing only in the pooling:
 #
 # - **DIN**: the activation unit's weights as they are (the exercise);
 # - **softmax**: the same activation unit, its weights normalised with a softmax over the history;
@@ -703,14 +721,14 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The activation unit learned to give large weights (of either sign: the sign pairs with the learned
-# embedding, only $w_j h_j$ matters) to the behaviours that share the candidate's category and weights
-# near 0 to the others, so the user vector grows with the number of related behaviours and the click
-# head can threshold it. With a softmax, the same unit can still find the related behaviours, but the
-# user vector becomes their *average*: one related shoe or five give about the same vector, and the count
-# is lost (only the share of related items survives, which is not what decides a click here). Summing
-# every behaviour keeps the count but mixes every category into one vector. The held-out accuracies
-# above measure both losses on this task.
+# The activation unit learned to give large weights (of either sign: the head sees only the
+# products $w_j h_j$, so a sign can pair with the learned embedding) to the behaviours that share the
+# candidate's category and much smaller ones to the others (the printed mean sizes), so the user vector grows
+# with the number of related behaviours and the click head can threshold it. With a softmax, the same unit can
+# still find the related behaviours, but the user vector becomes their *average*: one related shoe or five
+# give about the same vector, and the count is lost (only the share of related items survives, which is not
+# what decides a click here). Summing every behaviour keeps the count but mixes every category into one
+# vector. The held-out accuracies above measure both losses on this task.
 #
 # **Self-attentive sequential recommendation.** DIN treats the history as a set scored against one
 # candidate. SASRec (Kang and McAuley 2018) treats it as a sequence: a causal Transformer over the
@@ -724,10 +742,10 @@ plt.show()
 #
 # It weighs a user's past behaviours by their relevance: to the candidate item being scored (target
 # attention, as in the Deep Interest Network, Zhou et al. 2018) or to each other and their order
-# (self-attention over the sequence, as in SASRec, Kang and McAuley 2018). The user vector then depends
-# on what is shown, instead of one fixed summary.
+# (self-attention over the sequence, as in SASRec, Kang and McAuley 2018). With target attention the user
+# vector depends on the candidate shown, instead of being one fixed summary.
 #
-# - DIN: an MLP on $[h_j, c, h_j - c, h_j \odot c]$ gives each behaviour a weight; no softmax, so the
+# - DIN: an MLP on each (behaviour, candidate) pair gives each behaviour a weight; no softmax, so the
 #   intensity of an interest survives (section 3: DIN beat its softmax twin when clicks depended on counts).
 # - SASRec: causal self-attention predicts the next item; BERT4Rec (Sun et al. 2019) masks items instead.
 # - DIEN (Zhou et al. 2019): interest evolution with an attention-gated GRU.
@@ -860,6 +878,10 @@ for name, hierarchical in (("hierarchical", True), ("flat", False)):
     print(f"{name:12s}: {HAN_STEPS} steps in {time.perf_counter() - started:.1f} s, held-out accuracy "
           f"{(logits.argmax(dim=-1) == test_labels).float().mean():.3f}")
 print(f"(measured on {MACHINE})")
+good_sentences = ((test_docs == GOOD) | (test_docs == GOOD + 1)).any(dim=-1).sum(dim=-1)   # (2000,)
+majority = (good_sentences > N_SENT // 2).long()                   # the polarity of most sentences
+print(f"baseline without attention: the majority polarity of the {N_SENT} sentences is the label in "
+      f"{(majority == test_labels).float().mean():.3f} of held-out documents")
 han = doc_models["hierarchical"]
 with torch.no_grad():
     _, han_words, han_sentences = han(test_docs)
@@ -895,13 +917,14 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The hierarchical model reads almost every held-out document right; the flat one does little better
-# than the majority polarity of the whole document (which agrees with the marked sentence in about 69%
-# of documents). Flat attention can find the marker and the polarity words, but once they are averaged
-# into one vector nothing says which polarity word sat next to the marker. The hierarchy keeps that
-# information: each sentence vector holds its own polarity word (and, in one sentence, the marker), and
-# the sentence-level attention learned to pick the marked sentence. The word weights show the
-# word-level context vector picking the polarity word and the marker, and ignoring the fillers.
+# The hierarchical model reads almost every held-out document right; the flat one does about as well
+# as the printed baseline, the majority polarity of the whole document. Flat attention can find the
+# marker and the polarity words, but once they are averaged into one vector nothing says which polarity
+# word sat next to the marker. The hierarchy keeps that information: each sentence vector holds its own
+# polarity word (and, in one sentence, the marker), and the sentence-level attention learned to favour
+# the marked sentence (its printed average weight, against 1/5 for uniform weights). The word weights
+# show the word-level context vector picking mostly the polarity word and the marker (which takes the
+# larger share in the marked sentence) over the fillers.
 
 # %% [markdown] tags=["question:theory-42"]
 # ### Describe hierarchical attention mechanisms.
@@ -917,7 +940,8 @@ plt.show()
 #   majority-vote baseline, hierarchical near 100%).
 # - Cost: each softmax runs over $T$ or $N$ items, not $N \cdot T$; padding sentences need masking at
 #   both levels.
-# - Same idea elsewhere: Lu et al. (2016) attend over a question at word, phrase and question level.
+# - Same idea elsewhere: Lu et al. (2016) co-attend a question and an image at word, phrase and
+#   question level.
 
 # %% [markdown]
 # ## 5. Co-attention: one affinity matrix, two directions
@@ -926,8 +950,7 @@ plt.show()
 # tasks need both directions at once. To answer a question about a passage, each question word should
 # know which passage words match it, *and* each passage word should know which question words it
 # answers. **Co-attention** computes one **affinity matrix** between every question word and every
-# document word and normalises it both ways (Xiong et al. 2017, dynamic coattention networks; Lu et al.
-# 2016 for a question and an image):
+# document word and normalises it both ways (Xiong et al. 2017, dynamic coattention networks):
 #
 # $$A = q\,d^\top\ (L, S),\qquad A^Q = \mathrm{softmax}_S(A)\ (L, S),\qquad A^D = \mathrm{softmax}_L(A^\top)\ (S, L)$$
 # $$C^Q = A^Q d\ (L, D),\qquad C^D = A^D\,[q;\ C^Q]\ (S, 2D)$$
@@ -938,7 +961,14 @@ plt.show()
 # the rows of $A^Q$ sum to 1 over the document, those of $A^D$ over the question. Xiong et al. first
 # project the question through $\tanh(qW + b)$ and append a sentinel word to each sequence (so a word can
 # attend to "nothing"); both are left to the caller here. The affinity is a plain dot product, not
-# scaled by $1/\sqrt{D}$.
+# scaled by $1/\sqrt{D}$. ("Dynamic" names DCN's decoder, which re-estimates the answer's start and end
+# over several iterations, not the co-attention.)
+#
+# Lu et al. (2016) co-attend a question and an image differently. Their *parallel* co-attention computes
+# an affinity $C = \tanh(Q^\top W_b V)$ between question words and image regions but does not normalise
+# it: $C$ carries each side's features into the other's attention scores, which give one attention map
+# over the image regions and one over the question words. Their *alternating* co-attention summarises the
+# question, attends over the image with it, then attends over the question with the attended image.
 #
 # **Exercise.** Implement `co_attention(q_states, d_states, q_mask=None, d_mask=None)`: $q$ `(..., L,
 # D)`, $d$ `(..., S, D)` → `(q_context (..., L, D), d_context (..., S, 2D), q_weights (..., L, S),
@@ -990,8 +1020,8 @@ check("applications.co_attention")
 #
 # - DCN: $C^Q = \mathrm{softmax}_S(A)\,d$, then $C^D = \mathrm{softmax}_L(A^\top)[q; C^Q]$, a second
 #   hop; sentinels let a word attend to nothing.
-# - Lu et al. (2016): parallel co-attention with affinity $\tanh(Q^\top W V)$, or alternating, at word,
-#   phrase and question level.
+# - Lu et al. (2016): the affinity $\tanh(Q^\top W V)$ feeds one attention map per input (parallel), or
+#   the two inputs take turns (alternating), at word, phrase and question level.
 # - BiDAF (Seo et al. 2017) reads the same matrix as context-to-query and query-to-context attention.
 # - Cost: $O(LSD)$ for the affinity; $A^D \ne (A^Q)^\top$ (section 5). Cross-attention is one direction.
 
@@ -1023,8 +1053,8 @@ check("applications.co_attention")
 # | hierarchical (documents) | $\tanh(xW + b)\cdot u$, two levels | words of a sentence; sentences | `(B, D)` |
 # | co-attention (pairs) | $q\,d^\top$ | $S$ one way, $L$ the other | `(L, D)`, `(S, 2D)` |
 #
-# Measured here on tasks made in code: a content-only speech decoder could not track repeated phones
-# where a location-aware one could; GAT learned to ignore decoy neighbours that averaging could not; DIN
+# Measured here on tasks made in code: a content-only speech decoder could not follow the order of the
+# phones where a location-aware one could; GAT learned to ignore decoy neighbours that averaging could not; DIN
 # kept the count of related behaviours that a softmax removed; and a hierarchical classifier found the
 # marked sentence that flat attention could not.
 #

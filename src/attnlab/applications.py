@@ -54,8 +54,8 @@ def location_sensitive_scores(decoder_state, encoder_outputs, prev_weights, W, V
     Returns
     -------
     scores : ndarray, shape (B, S)
-        The energies e_{i,j}, before any normalisation (a softmax, or Chorowski et al.'s sharpened or
-        windowed variants, comes next; masking padded frames belongs to that step).
+        The energies e_{i,j}, before any normalisation (a softmax, or Chorowski et al.'s sharpened,
+        windowed or smoothed variants, comes next; masking padded frames belongs to that step).
 
     Raises
     ------
@@ -162,8 +162,10 @@ def target_attention_pooling(candidate, history, mask, params):
               w_j = w_2^\\top \\mathrm{PReLU}(x_j W_1 + b_1) + b_2,\\quad
               v_U(c) = \\sum_j w_j h_j
 
-    The paper's figure feeds the activation unit the two embeddings and their outer product; the code
-    released with it uses the element-wise form above, which is cheaper (4 D inputs instead of D^2 + 2 D).
+    The paper's figure feeds the activation unit the two embeddings and their "out product" (usually read
+    as an outer product); the code released with it feeds [c, h, c - h, c * h], the element-wise form above
+    up to an order and a sign that W1 absorbs, which is cheaper (4 D inputs instead of D^2 + 2 D). That
+    code also applies a scaled softmax, which the paper drops.
     Without a softmax, a user with twice as many relevant behaviours gets a pooled vector about twice as
     large: the sum keeps the *intensity* of an interest, which Zhou et al. wanted the model to see.
     """
@@ -230,8 +232,8 @@ def co_attention(q_states, d_states, q_mask=None, d_mask=None):
     Parameters
     ----------
     q_states : ndarray, shape (..., L, D)
-        The L question (query) word states. Xiong et al. first pass them through tanh(q W + b) so that
-        the two sequences live in different spaces; that projection is the caller's.
+        The L question (query) word states. Xiong et al. first pass them through tanh(q W + b), to let
+        the question's encoding space differ from the document's; that projection is the caller's.
     d_states : ndarray, shape (..., S, D)
         The S document word states, of the same width D.
     q_mask : ndarray of bool, shape (..., L), optional
