@@ -145,9 +145,12 @@ def attention_rollout(attentions, residual=True):
     .. math:: R = \\hat A_{n-1} \\cdots \\hat A_1 \\hat A_0
 
     Later layers multiply on the left: position i of layer l + 1 reads the positions of layer l, which
-    read the layer below. Rollout ignores the values, the output projections and the MLPs (it treats
-    every head as mixing whole token representations), so it is a picture of where information *can*
-    flow, to be checked with an intervention.
+    read the layer below. Abnar and Zuidema average the heads for simplicity (rollout per head is
+    possible too), and write the residual step as ``0.5 W + 0.5 I``. Rollout ignores the values, the
+    output projections and the MLPs (it treats every head as mixing whole token representations), so it
+    is a picture of where information *can* flow, to be checked with an intervention. The same paper's
+    attention flow, a maximum flow through the layers with these weights as capacities, is not built
+    here.
     """
     ### BEGIN HINTS
     # 1. Per layer: A = layer.mean(axis=-3) averages the heads, (..., H, L, L) -> (..., L, L).

@@ -22,8 +22,9 @@
 # - to draw attention as a labelled heatmap: one head, a grid of heads, every layer;
 # - to measure how focused a head is (attention entropy) and which heads matter (masking heads);
 # - to follow information through several layers with attention rollout, and what rollout leaves out;
-# - why attention weights are not explanations: different weights can give the same output
-#   (Jain and Wallace 2019), and when the weights do matter (Wiegreffe and Pinter 2019);
+# - why attention weights are not, by themselves, explanations: different weights can give the same
+#   output (Jain and Wallace 2019), and how to test whether a model needs its weights (Wiegreffe and
+#   Pinter 2019);
 # - to regularise attention: an entropy penalty, the doubly stochastic penalty of Show, Attend and Tell,
 #   attention dropout;
 # - a debugging gallery: five ways attention code breaks, the symptom of each, and the check that finds it.
@@ -81,14 +82,17 @@ print(MACHINE)
 # causal, so no single attention step can solve it: the query `A?` can find the earlier `A`, but the `A`
 # token knows nothing of the value after it. Two steps can: in layer 0 each value token reads the key just
 # before it (a *previous-token head*), and in layer 1 the query reads the value token whose key matches.
-# That is the induction-head circuit Olsson et al. (2022) found in language models.
+# That is the circuit of an *induction head* (`... A B ... A` → `B`), found by Elhage et al. (2021) in
+# two-layer attention-only Transformers like this one and traced through language models of many sizes
+# by Olsson et al. (2022).
 #
 # **Model.** Token and learned position embeddings of width $E = 64$; two layers of causal multi-head
 # self-attention with $H = 4$ heads of width $D = 16$, each wrapped as `x + attention(layer_norm(x))` (no
 # feed-forward network, so attention is the only way information moves between positions); a linear
-# read-out of the last position. `forward` returns the weights of every layer, `(n_layers, B, H, L, L)`,
-# and takes two switches used later: `head_mask` `(n_layers, H)` scales each head's output (0 removes a
-# head), and `replace` swaps a layer's weights for others before they mix the values.
+# read-out of the last position. `forward` returns the logits and the weights of every layer,
+# `(n_layers, B, H, L, L)`, and takes two switches used later: `head_mask` `(n_layers, H)` scales each
+# head's output (0 removes a head), and `replace` swaps a layer's weights for others before they mix the
+# values.
 
 # %%
 N_KEYS, N_VALUES, PAIRS = 12, 8, 6
@@ -151,7 +155,7 @@ class RecallModel(nn.Module):
 def train_recall(steps=200, batch=96, lr=3e-3, penalty_weight=0.0, penalty=None, seed=0):
     """Adam on fresh batches (the same stream for every call). Returns the model and the per-step losses."""
     model = RecallModel(seed=seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)  # same numbers, faster on CPU
     gen = torch.Generator().manual_seed(1)
     losses = []
     for _ in range(steps):
@@ -198,8 +202,8 @@ plt.show()
 # - **nothing moved**: the matrix drawn as it is, query 0 on the top row, not transposed, not rescaled
 #   (a fully masked query stays a row of zeros);
 # - **every label on its own cell**: one tick per token, set together with its label (the default tick
-#   locator labels only some cells, and labels set without ticks land one cell off). Tokens repeat ("the"
-#   twice, a digit twice), so labels go by position;
+#   locator puts ticks on only some cells, and labels set without their ticks go to those ticks, often
+#   the wrong cells). Tokens repeat ("the" twice, a digit twice), so labels go by position;
 # - **a colour bar**: colour alone does not say whether the brightest cell is 0.3 or 0.99.
 #
 # ### Exercise: `plot_attention`
@@ -258,15 +262,16 @@ print("layer 1, the query row: mean weight on the answer's value token, per head
 #
 # An attention heatmap draws one head's weights for one input as an image: row $i$ is query $i$,
 # column $j$ is key $j$, colour is the weight. To make one, take the softmax weights `(B, H, L, S)` from
-# the layer (returned, or caught with a forward hook), pick a batch element and a head, and draw the
-# `(L, S)` matrix with `imshow`, one labelled tick per token and a colour bar (`plot_attention`, section 2).
+# the layer, pick a batch element and a head, and draw the `(L, S)` matrix with `imshow`, one labelled
+# tick per token and a colour bar (`plot_attention`, section 2).
 #
-# - Label by position: repeated tokens are different columns; `set_xticks(range(S), labels=...)` puts
-#   each label on its cell.
-# - Draw the weights as they are, not transposed or rescaled; fix `vmin=0, vmax=1` to compare heads.
-# - A grid of layers × heads shows roles at a glance (the previous-token heads above).
-# - Typical shapes: causal models leave the upper triangle empty; translation cross-attention follows a
-#   roughly monotone path (Bahdanau et al. 2014, notebook 03).
+# - Getting the weights: `F.scaled_dot_product_attention` never returns them; `nn.MultiheadAttention`
+#   averages the heads unless `average_attn_weights=False`; else return them or use a forward hook.
+# - Label by position (`set_xticks(range(S), labels=...)`: repeated tokens are different columns); draw
+#   the weights as they are, not transposed or rescaled; fix `vmin=0, vmax=1` to compare heads.
+# - A grid of layers × heads shows roles at a glance (the previous-token heads above). Causal models
+#   leave the upper triangle empty; translation cross-attention follows a roughly monotone path
+#   (Bahdanau et al. 2014, notebook 03).
 # - It shows where a head reads, not why the model answered (section 6).
 
 # %% [markdown]
@@ -315,8 +320,9 @@ check("interpret.attention_entropy")
 # held-out sequences, for the rows that matter to each layer's job (the value tokens in layer 0, the
 # query in layer 1), next to the ceiling of a uniform row. Right: the entropy of layer 0's heads along the
 # positions, with the causal ceiling $\ln(i + 1)$: key tokens (even positions) have no job in layer 0 and
-# their rows stay close to the ceiling, value tokens (odd) stay far below it (they read one key), and the
-# query (position 12) is spread over everything: in layer 0 it has nothing to look for yet.
+# their rows stay spread out, at about two-thirds of the ceiling or more; value tokens (odd) stay far
+# below it (they read mostly one key); and the query (position 12) is spread over everything: in layer 0
+# it has nothing to look for yet. The ratios printed below the plot put numbers on it.
 
 # %%
 ent = attention_entropy(test_weights.numpy())                  # (n_layers, B, H, L)
@@ -342,14 +348,21 @@ ax1.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
+share = ent[0].mean(axis=(0, 1))[1:] / np.log(positions[1:] + 1)   # layer 0, heads averaged: H / ceiling
+print("layer 0, entropy / ceiling: key rows", share[1:-1:2].round(2), "| value rows", share[0::2].round(2),
+      "| the query", share[-1].round(2))
+
 # %% [markdown]
 # ## 4. Which heads matter? Masking heads
 #
 # A heatmap shows where a head reads; whether the model *needs* what it reads is a separate question,
-# answered by an intervention. Setting a head's output to zero (`head_mask`) and measuring the accuracy
-# is the head-importance test of Michel et al. (2019), who found that many heads of trained Transformers
-# can be removed one at a time at little cost. Below: every head removed alone, each whole layer removed,
-# and the model left with exactly one head per layer (all 16 combinations).
+# answered by an intervention. Multiplying each head's output by a gate of 0 or 1 (`head_mask`) before
+# the output projection and measuring the score is the ablation of Michel et al. (2019). In trained
+# translation models and BERT they found that most heads can be removed one at a time at little cost,
+# that at test time most layers can even be cut down to a single head, and, pruning the heads in order
+# of a gradient-based importance score, that about 20% (translation) to 40% (BERT) of all heads can go
+# before the score drops noticeably. Below: every head removed alone, each whole layer removed, and the
+# model left with exactly one head per layer (all 16 combinations).
 
 # %%
 def head_mask_keeping(layer0_heads, layer1_heads):
@@ -369,8 +382,9 @@ without_layer = [accuracy(model, TEST, head_mask=head_mask_keeping([], range(4))
                  accuracy(model, TEST, head_mask=head_mask_keeping(range(4), []))]    # layer 1 removed
 single = np.array([[accuracy(model, TEST, head_mask=head_mask_keeping([a], [b])) for b in range(4)]
                    for a in range(4)])                 # (layer-0 head kept, layer-1 head kept)
-print(f"all heads: {accuracy(model, TEST):.3f}; without layer 0: {without_layer[0]:.3f}; "
-      f"without layer 1: {without_layer[1]:.3f} (chance 0.125)")
+print(f"all heads: {accuracy(model, TEST):.3f}; one head removed: {alone.min():.3f} to {alone.max():.3f}; "
+      f"without layer 0: {without_layer[0]:.3f}; without layer 1: {without_layer[1]:.3f} (chance 0.125)")
+print(f"one head per layer: {single.min():.3f} to {single.max():.3f}")
 
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4))
 for layer, style, shift in ((0, "o", -0.08), (1, "s", 0.08)):
@@ -389,13 +403,16 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading it.** Removing any single head costs almost nothing, yet removing a whole layer sends the
+# **Reading it.** Removing any single head costs nothing here, yet removing a whole layer sends the
 # accuracy most of the way to chance: the four heads of a layer learned much the same job, and each
 # covers for the others. The right panel says how far one head per layer gets on its own: no single
-# pair does as well as the full model. So an importance score from
-# removing heads one at a time can call every head unimportant while the layer is essential: test
-# groups of heads too. Redundancy is also why heads can be pruned after training (Michel et al. 2019;
-# Voita et al. 2019).
+# pair does as well as the full model, so unlike most layers in Michel et al.'s models, ours cannot be
+# cut to one head. An importance score from removing heads one at a time can call every head
+# unimportant while the layer is essential: test groups of heads too. Redundancy is also why heads can
+# be pruned after training: Voita et al. (2019) fine-tuned a translation model with a learned gate per
+# head and a penalty on the number of open gates, and removed 38 of its 48 encoder heads for a loss of
+# 0.15 BLEU (English-Russian), the heads with clear roles (positional, syntactic, rare-word) the last
+# to go.
 
 # %% [markdown]
 # ## 5. Across layers: attention rollout
@@ -405,15 +422,20 @@ plt.show()
 # Raw attention of a deep layer describes mixtures of mixtures. **Attention rollout** (Abnar and Zuidema
 # 2020) follows the mixing down to the input tokens. Per layer $l$, with weights `(..., H, L, L)`:
 #
-# 1. average the heads: $\bar A_l$ `(..., L, L)`;
+# 1. average the heads: $\bar A_l$ `(..., L, L)` (Abnar and Zuidema do this for simplicity; rollout per
+#    head is possible too);
 # 2. account for the residual stream, $x + \mathrm{attention}(x)$: add the identity and renormalise each
-#    row, $\hat A_l = \mathrm{rownorm}(\bar A_l + I)$, which is $\tfrac12 \bar A_l + \tfrac12 I$ for rows that
+#    row, $\hat A_l = \mathrm{rownorm}(\bar A_l + I)$, which is their $0.5\,\bar A_l + 0.5\,I$ for rows that
 #    sum to 1 (a fully masked query's zero row becomes the identity row: it keeps its own token);
 # 3. multiply the layers, later ones on the left: $R = \hat A_{n-1} \cdots \hat A_1 \hat A_0$.
 #
 # $R[i, j]$ is the share of input token $j$ in position $i$ after the last layer, *if* heads moved whole
 # token vectors and nothing else mixed them. Rollout ignores the value vectors and output projections
-# (a head can read a token and pass on little of it; Kobayashi et al. 2020), and any MLPs.
+# (a head can read a token and pass on little of it; Kobayashi et al. 2020), and any MLPs. The same paper
+# proposes **attention flow**: the layers as a graph whose edges carry the same $\hat A_l$ weights as
+# capacities, and the maximum flow from each input token to each position as its share (costlier: a
+# max-flow problem per pair). Both agreed better than raw attention with the importance of input tokens
+# measured by ablation and by input gradients.
 #
 # ### Exercise: `attention_rollout`
 #
@@ -467,18 +489,24 @@ for name, m in (("raw layer 1", raw), ("rollout", rolled)):
 # output is the residual stream, so the query token keeps a large share of itself. Rollout also credits
 # "all else" with a good share: the query's own row in layer 0 is spread over every earlier token
 # (section 3), and rollout cannot tell that this mixture is probably ignored downstream. Both pictures
-# are consistent with the two-step circuit; neither proves it. Section 4's interventions did: removing
-# layer 0 breaks the model, which layer 1's raw weights alone would never suggest.
+# are consistent with the two-step circuit; neither proves it. Section 4's interventions are stronger
+# evidence: removing layer 0 breaks the model, which layer 1's raw weights alone would never suggest.
 
 # %% [markdown]
 # ## 6. Are attention weights explanations?
 #
-# Jain and Wallace (2019) found that, in recurrent text classifiers with attention, the weights often
-# disagree with gradient-based importance, and that for many inputs very different weights give nearly
-# the same prediction. Wiegreffe and Pinter (2019) answered that weights found for one input at a time
-# say little about what a *trained model* relies on, and proposed model-level tests, such as comparing
-# with attention frozen to uniform: where uniform weights do as well, the weights carry no necessary
-# information.
+# Jain and Wallace (2019) tested attention, mainly over recurrent (BiLSTM) encoders, on text
+# classification, question answering and inference. The weights correlated only weakly with token importance measured by
+# gradients or by leaving a token out; randomly permuting the weights often barely moved the output; and
+# for many inputs they found *adversarial* weights, as different as possible from the original ones,
+# that left the prediction almost unchanged. Serrano and Smith (2019) zeroed the weights of the
+# highest-weighted words of text classifiers one after another, renormalising the rest: the decision
+# often held until many were gone, and gradient-based rankings found smaller sets of words that flip it.
+# Wiegreffe and Pinter (2019) answered that weights altered for one input at a time, which no trained
+# model produces, say little about what a model relies on, and proposed model-level tests: train with
+# attention frozen to uniform (where that does as well, the weights were never needed), compare with the
+# spread of weights across random seeds, train an adversary end to end, and give the weights to a model
+# without attention to see whether they help it.
 #
 # **Same output, different weights.** The output of one query is $o = w V$, with $w$ `(S,)` on the
 # simplex and $V$ `(S, D_v)`. Any change $\delta$ with $\delta V = 0$ and $\sum_j \delta_j = 0$ leaves
@@ -522,6 +550,9 @@ ax.set_title("two weight vectors, one output: w V = u V")
 plt.show()
 
 # %% [markdown]
+# This is Jain and Wallace's adversarial search made exact for one head: the head's output, not only the
+# prediction, is unchanged.
+#
 # **When the weights do matter.** Per-input constructions like this one show that a heatmap is not
 # *unique*; they do not show that the trained model would work with other weights. That is a question
 # for interventions on the model. Below, at test time, layer 1's weights are replaced by uniform ones
@@ -570,11 +601,17 @@ ax.set(xlabel="held-out accuracy (dotted: chance, 1/8)", xlim=(0, 1.12), ylabel=
 ax.invert_yaxis()
 plt.show()
 
+with torch.no_grad():
+    right = model(TEST[0], replace={0: uniform})[0].argmax(dim=-1) == TEST[1]    # (1000,)
+print("layer 0 uniform, accuracy by the pair asked (1st to 6th):",
+      [round(right[asked == a].float().mean().item(), 2) for a in range(PAIRS)])
+
 # %% [markdown]
 # Here the weights are necessary. Layer 1's most of all: uniform or shuffled weights there send the
 # accuracy most of the way to chance, because this task *is* a lookup and attention is the only way to do it.
 # Layer 0's matter less but clearly (a uniform row still hands a value token a share $1/(i+1)$ of the
-# key before it, a large share for the early pairs). Yet one head made uniform changes nothing, since
+# key before it, a large share for the early pairs, which is why the accuracy printed by pair falls,
+# on the whole, from the first pair to the last). Yet one head made uniform changes nothing, since
 # the three others carry the answer. Both halves of the debate show up in one
 # small model: a single head's heatmap can look meaningful and be dispensable, and the weights of a
 # layer can be essential. Whether attention explains a prediction is a property of the model and the
@@ -591,8 +628,9 @@ plt.show()
 # Second, after the first layer the vector at X's position is already a mixture of many tokens, so
 # "attends to X" does not mean "reads token X" (rollout, section 5); and other weights could give the same
 # output (section 6). To test it, intervene and measure: remove or replace X (or the head's weights on X)
-# and see whether the prediction changes, compared with removing a token of low weight; or ablate the head
-# and groups of heads and measure the change in the loss.
+# and see whether the prediction changes, compared with removing a token of low weight (Serrano and Smith
+# 2019 ran such erasure tests on attention weights); or ablate the head and groups of heads and measure
+# the change in the loss.
 
 # %% [markdown] tags=["question:theory-22"]
 # ### How do you visualize and interpret attention weights?
@@ -600,9 +638,9 @@ plt.show()
 # Visualise with heatmaps per head and layer (theory-23 above), then summarise many inputs with numbers:
 # entropy for focus, rollout for flow through layers, head removal for what the model needs. Trust a
 # reading only once an intervention backs it: weights show where a head reads, not what caused the
-# prediction (Jain and Wallace 2019; Wiegreffe and Pinter 2019).
+# prediction (the debate of Jain and Wallace 2019 and Wiegreffe and Pinter 2019, section 6).
 #
-# - Recognisable heads: previous-token, positional, delimiter heads (Clark et al. 2019; Voita et al. 2019);
+# - Recognisable heads: previous/next-token, delimiter and syntactic heads in BERT (Clark et al. 2019);
 #   here layer 0 reads the previous token and layer 1 the answer (sections 2-3).
 # - Deep layers attend over mixtures; rollout follows them to the input tokens (Abnar and Zuidema 2020).
 # - The norm of weight × value says more about what a head passes on (Kobayashi et al. 2020).
@@ -620,17 +658,18 @@ plt.show()
 # $$\mathcal{L} = \mathcal{L}_{\text{task}} + \lambda \cdot \frac{1}{|\mathcal{R}|} \sum_{r \in \mathcal{R}} H(w_r)$$
 #
 # where $\mathcal{R}$ is the set of query rows that attend somewhere. With $\lambda > 0$ it pushes every
-# head towards sharper attention; with $\lambda < 0$ towards spread-out attention (used by Attanasio et al.
-# 2022 to keep a classifier from leaning on a few words).
+# head towards sharper attention; with $\lambda < 0$ towards spread-out attention (Attanasio et al. 2022
+# reward high entropy to keep a hate-speech classifier from leaning on a few identity words).
 #
 # ### Exercise: `entropy_penalty`
 #
 # Implement `entropy_penalty(weights, mask=None)` in `src/attnlab/interpret.py`: weights `(..., L, S)`,
 # mask broadcastable to `(..., L, S)`, `True` = may attend. Entries where the mask is `False` contribute
-# nothing, and a query row with no `True` entry (a fully masked query) is left out of the mean; without a
-# mask every row counts. Return a scalar in the weights' dtype, and 0 (not NaN) when no row counts. A
-# key-padding mask `(B, 1, 1, S)` leaves padding *queries* in (they attend to real keys); to drop them, and
-# the query and key masks together. You may call your `attention_entropy`.
+# nothing whatever their weight (the kept ones are not renormalised), and a query row with no `True`
+# entry (a fully masked query) is left out of the mean; without a mask every row counts. Return a scalar
+# in the weights' dtype (a NumPy scalar or 0-d array, not a Python float), and 0 (not NaN) when no row
+# counts. A key-padding mask `(B, 1, 1, S)` leaves padding *queries* in (they attend to real keys); to
+# drop them, combine the query and key masks with `&` (as below). You may call your `attention_entropy`.
 
 # %%
 from attnlab.interpret import entropy_penalty
@@ -701,14 +740,17 @@ plt.show()
 #
 # A captioning decoder attends over $S$ image regions at each of $T$ steps, a history $a$ `(..., T, S)`
 # whose rows sum to 1. Xu et al. (2015) also ask the *columns* to sum to about 1, so that over the whole
-# caption every region gets attention and none is revisited at every step:
+# caption the model pays about equal attention to every region, ignoring none and dwelling on none:
 #
 # $$P = \sum_{j=1}^{S} \Big(1 - \sum_{t=1}^{T} a_{tj}\Big)^2 \qquad \text{(one value per sequence, shape } (\dots,)\text{)}$$
 #
 # $P = 0$ exactly when every column sums to 1 (with $T = S$, a doubly stochastic matrix); when $T \ne S$ the
-# columns hold $T$ in all and the smallest penalty is $(T - S)^2 / S$. Xu et al. add $\lambda P$ to each
-# caption's negative log-likelihood and report better BLEU scores and richer captions with it. It is a
-# cousin of the coverage loss of notebook 03 (See et al. 2017), which charges each step for re-attending.
+# columns hold $T$ in all and the smallest penalty is $(T - S)^2 / S$, with every column at $T / S$. In
+# Xu et al.'s models $T$ (the words of a caption) is far below $S = 196$ (a $14 \times 14$ grid of
+# regions), so the penalty in effect asks for equal totals, not totals of 1. They add $\lambda P$ to each
+# caption's negative log-likelihood and found it important for their BLEU scores and for richer, more
+# descriptive captions. It is a cousin of the coverage loss of notebook 03 (See et al. 2017), which
+# charges each step for re-attending.
 #
 # ### Exercise: `doubly_stochastic_penalty`
 #
@@ -803,7 +845,7 @@ plt.show()
 #
 # | bug | symptom in training | the check that finds it |
 # |---|---|---|
-# | $-\infty$ fill, plain softmax | loss becomes NaN on the first batch with padding | every output finite, with a fully masked row in the test |
+# | $-\infty$ fill, plain softmax | NaN loss on the first batch with a fully masked row (e.g. left padding, causal) | every output finite, with a fully masked row in the test |
 # | no $1/\sqrt{D}$ | slow start, near one-hot rows at initialisation | mean row entropy at initialisation well above 0 (score std near 1) |
 # | inverted mask (`True` read as "masked") | attends to padding and the future; NaN where a row keeps everything | zero weight on every masked key |
 # | future leak (causal mask off by one) | training loss suspiciously low, generation fails | change the future tokens: past outputs must not move |
@@ -922,8 +964,8 @@ plt.show()
 # - Symptoms: NaN loss → fully masked rows; slow start, one-hot rows → no $1/\sqrt{D}$; weight on
 #   padding → inverted mask; suspiciously low loss → future leak; rows not summing to 1 → softmax axis.
 # - Compare with PyTorch's SDPA in float64 on tiny inputs whose dims all differ: no transpose can hide.
-# - Entropy collapsing towards 0 in training goes with instability (Zhai et al. 2023); remedies include
-#   warmup, a lower learning rate and QK layer norm (Dehghani et al. 2023).
+# - Entropy collapsing towards 0 in training goes with instability (Zhai et al. 2023, who add σReparam);
+#   other remedies: warmup, a lower learning rate, QK layer norm (Dehghani et al. 2023).
 # - Redundant heads can be pruned (Michel et al. 2019; section 4); regularisers shape attention (section 7).
 
 # %% [markdown]
