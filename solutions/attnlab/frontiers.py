@@ -281,8 +281,8 @@ def diagonal_ssm(x, a, b, c, mode="scan"):
     x : Tensor, shape (..., L, C)
         Input sequence of L steps with C channels. Any number of leading batch dims (also none).
     a : Tensor, shape (C, N)
-        Diagonal of the state matrix of each channel's N-dimensional state (real; |a| < 1 for a
-        stable, decaying memory).
+        Diagonal of the state matrix of each channel's N-dimensional state: any real numbers, 0,
+        negative values and 1 included (|a| < 1 gives a stable, decaying memory).
     b : Tensor, shape (C, N)
         Input weights: how x_t enters each state entry.
     c : Tensor, shape (C, N)
