@@ -145,6 +145,7 @@ def squeeze_excitation(x, W1, b1, W2, b2):
               s = \\sigma(\\mathrm{ReLU}(z W_1 + b_1) W_2 + b_2)\\ (B, C),\\qquad
               \\tilde x_{b,c} = s_{b,c}\\, x_{b,c}
 
+    The paper's equation has no biases; b1 and b2 are the layers' biases, as most implementations have them.
     Each image gets its own gate (the squeeze averages over Y and X only, never over the batch), and the
     sigmoid gates channels independently: several can be fully on at once, unlike a softmax. A sigmoid
     written ``1 / (1 + np.exp(-z))`` is right but warns about overflow where z is very negative;

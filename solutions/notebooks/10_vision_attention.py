@@ -17,9 +17,9 @@
 # Attention came to images in two ways. Convolutional networks gained small *gates*: a vector of weights in
 # (0, 1) that turns channels or positions of a feature map up or down (Hu et al. 2018; Woo et al. 2018).
 # Later, the Vision Transformer dropped convolution almost entirely and ran a Transformer encoder over
-# patches of the image (Dosovitskiy et al. 2021). In between, captioning models learned to look at one
-# image region per word (Xu et al. 2015). This notebook builds each of them, trains small versions on
-# images generated in code, and draws what they attend to.
+# patches of the image (Dosovitskiy et al. 2021). Before both, a captioning model learned where in the
+# image to look for each word it wrote (Xu et al. 2015). This notebook builds each of them, trains small
+# versions on images generated in code, and draws what they attend to.
 #
 # **You will learn**
 # - how a Vision Transformer (ViT) turns an image into tokens, and in which order the pixels of a patch
@@ -135,8 +135,9 @@ def accuracy(model, inputs, labels):
 #
 # 1. each patch $x_n$ `(P*P*C)` is projected to width $E$ by one shared matrix $W_E$;
 # 2. a learned **class token** $x_{\text{class}}$ `(E)` is put in front, as BERT's `[CLS]`;
-# 3. learned position embeddings are added (one per token, `(N + 1, E)`): without them, self-attention
-#    cannot tell where a patch came from (notebook 05);
+# 3. learned **1-D** position embeddings are added, one vector per token index `(N + 1, E)`, with nothing
+#    in them about rows and columns: without them, self-attention cannot tell where a patch came from
+#    (notebook 05), and 2-D-aware variants did no better in the authors' ablation (their Appendix D.4);
 # 4. a stack of encoder blocks (multi-head self-attention and an MLP, Pre-LN, notebook 04; 12 blocks in
 #    ViT-Base) mixes all $N + 1$ tokens with each other, from the first block on;
 # 5. a classifier head reads the class token's final state (an MLP in pre-training, one linear layer when
@@ -215,11 +216,11 @@ print(f"the same weights without the permutation: max difference {(by_conv - unp
 # ## 2. Training a tiny ViT
 #
 # The task: 20 x 20 grey images with Gaussian noise (standard deviation 0.35) and one 6 x 6 shape,
-# horizontal stripes, vertical stripes, a ring or a plus, at a random place (not aligned with the patch
-# grid); the model must name the shape. With $P = 4$ an image is $N = 25$ tokens of 16 pixels, plus the
-# class token. The model is a ViT in miniature: $E = 32$, 2 heads, 2 Pre-LN blocks, learned position
-# embeddings, 19k parameters. It reads the tokens your `patchify` makes. 3,000 training images,
-# 400 steps of 64.
+# horizontal stripes, vertical stripes, a ring or a plus, at a random place (usually not aligned with the
+# patch grid); the model must name the shape. With $P = 4$ an image is $N = 25$ tokens of 16 pixels, plus
+# the class token. The model is a ViT in miniature: $E = 32$, 2 heads, 2 Pre-LN blocks, learned position
+# embeddings, 19k parameters. It reads the tokens your `patchify` makes; 3,000 training images, 400 steps
+# of 64.
 
 # %%
 class EncoderBlock(nn.Module):
@@ -283,7 +284,7 @@ with torch.no_grad():
     _, test_weights = vit(test_tokens)
 cls_to_patches = test_weights[-1][:, :, 0, 1:].mean(dim=1).reshape(-1, 5, 5).numpy()  # (1000, 5, 5): last block
 
-# Which patches overlap the shape? A 6 x 6 shape not aligned with the grid touches 4 to 9 of the 25.
+# Which patches overlap the shape? A 6 x 6 shape touches 4, 6 or 9 of the 25, depending on its alignment.
 on_shape = np.zeros((len(test_corners), 5, 5), dtype=bool)
 for i, (r, c) in enumerate(test_corners):
     on_shape[i, r // 4:(r + OBJ - 1) // 4 + 1, c // 4:(c + OBJ - 1) // 4 + 1] = True
@@ -315,15 +316,15 @@ plt.show()
 # %% [markdown]
 # Nothing told the model where the shape is: in its last block the class token learned to put much of its
 # weight on the patches the shape touches (boxes), about twice their share of the image on average
-# (printed above). Not for every shape: the printed averages differ by kind, and where the last block's
-# weights are spread, the evidence may already have been gathered into the tokens by the first block.
+# (printed above). How much differs by shape (printed), and where the last block's weights are spread,
+# the evidence may already have been gathered into the tokens by the first block.
 # In that first block every patch can already attend to every other; a convolution's receptive field,
 # by contrast, grows by a few pixels per layer.
 #
 # Did the position embeddings learn the grid? They start random, and nothing in the architecture says
-# which patches are neighbours. After pre-training on large data sets, Dosovitskiy et al. (2021, Fig. 7)
-# found the embeddings of nearby patches more similar than those of distant ones: the 2-D layout had been
-# learned. The same test on our 400-step model:
+# which patches are neighbours. In a large pre-trained ViT-L/32, Dosovitskiy et al. (2021, Fig. 7, centre)
+# found the embeddings of nearby patches more similar than those of distant ones, and patches in the same
+# row or column similar: the 2-D layout had been learned. The same test on our 400-step model:
 
 # %%
 pos = vit.pos[0, 1:].detach()                                  # (25, E): the patches' position embeddings
@@ -336,9 +337,9 @@ for d in (1, 2, 4, 8):
 
 # %% [markdown]
 # Here the similarity barely depends on the distance: after 400 steps the embeddings do not encode the
-# grid. This task does not need them to, since a shape is the same shape anywhere and one patch's pixels
-# plus attention to the others suffice. Learning the layout takes data and a task that rewards it; a
-# convolution gets it for nothing (section 3).
+# grid. This task probably rewards little of it: a shape is the same shape anywhere, and what lies inside
+# each patch may already tell the kinds apart. Learning the layout takes data and a task that rewards it;
+# a convolution gets it for nothing (section 3).
 
 # %% [markdown] tags=["question:qa-13"]
 # ### Vision Transformer—how is attention used?
@@ -350,24 +351,25 @@ for d in (1, 2, 4, 8):
 #
 # - **Tokens:** `patchify` `(B, C, Y, X) -> (B, N, P*P*C)`, then `@ W_E`; ViT-B/16 at 224 x 224: 196
 #   tokens of width 768, 12 layers of 12 heads.
-# - **Cost:** $O(N^2)$ in the patches; halving $P$ multiplies it by 16 (hence windows in Swin, Liu et al.
-#   2021).
-# - **Global from layer 1:** some heads attend far already in the lowest layers (their Fig. 7); above, the
-#   class token finds the shape.
+# - **Cost:** attention grows as $N^2$; halving $P$ multiplies it by 16 (hence Swin's local windows, Liu
+#   et al. 2021).
+# - **Global from layer 1:** some heads attend far already in the lowest layers (their Fig. 7, right).
 # - **Data:** it trailed comparable ResNets trained on ImageNet alone, and matched or beat them after
-#   pre-training on 14M-300M images (section 3).
+#   pre-training on 14M-300M images (their section 4.3; our toy, section 3).
 
 # %% [markdown]
 # ## 3. What a convolution knows before it sees any data
 #
 # A convolution applies the same small filter at every position: it is **local** (a pixel meets only its
 # neighbours in one layer) and **translation equivariant** (shift the image and its feature map shifts the
-# same way). Those are assumptions built in, an *inductive bias*, and they suit images. A ViT has neither
-# beyond its patch embedding: its attention may link any two patches, and which patches are neighbours is
-# learned through the position embeddings (section 2). Dosovitskiy et al. (2021) put the consequence to
-# the test: trained on ImageNet (1.3M images) their large ViTs fell a few points below ResNets of
-# comparable size, and after pre-training on ImageNet-21k (14M) or JFT-300M (303M images) they matched or
-# beat them. Their reading: with enough data, learning the structure beats building it in.
+# same way). Those are assumptions built in, an *inductive bias*, and they suit images. A ViT builds in
+# much less (Dosovitskiy et al. 2021, section 3.1): its patch embedding and MLPs treat each patch alone
+# with the same weights, but its attention may link any two patches, and which patches are neighbours is
+# learned through the position embeddings (section 2). Dosovitskiy et al. put the consequence to the test
+# (their section 4.3): trained on ImageNet alone (1.3M images) without strong regularisation, their ViTs
+# fell a few points below ResNets of comparable size, and after pre-training on ImageNet-21k (14M) or
+# JFT-300M (303M images) they matched or beat them. Their reading: with enough data, learning the
+# structure beats building it in.
 #
 # A toy version: the same ViT and a small CNN (two 3 x 3 convolutions with a CBAM block, section 5; global
 # average pooling; 1.5k parameters), each trained with the same 400 steps on 150 or on 3,000 images.
@@ -457,10 +459,11 @@ plt.show()
 # %% [markdown]
 # With 150 images the CNN already names the shapes almost perfectly. The ViT, with more parameters and no
 # built-in notion of neighbourhood, fits its 150 training images perfectly but generalises worse (printed);
-# with 3,000 images the gap closes. This is one toy task, one seed, and models of different sizes; it shows the
-# direction of the effect, not its size on real images. The large-scale result is Dosovitskiy et al.'s;
-# Touvron et al. (2021, DeiT) later trained ViTs competitively on ImageNet alone with strong augmentation,
-# regularisation and distillation, so "needs huge data" describes plain ViT training, not every recipe.
+# with 3,000 images the gap nearly closes. This is one toy task, one seed, and models of different sizes; it
+# shows the direction of the effect, not its size on real images. The large-scale result is Dosovitskiy et
+# al.'s. Touvron et al. (2021, DeiT) later trained ViTs competitively on ImageNet alone, with strong
+# augmentation and regularisation (DeiT-B: 81.8% top-1) and, better still, distillation from a CNN teacher;
+# so "needs huge data" describes ViT training with a plain recipe, not every recipe.
 
 # %% [markdown] tags=["question:theory-24"]
 # ### Describe attention mechanisms in computer vision.
@@ -492,7 +495,8 @@ plt.show()
 #
 # 1. **squeeze**: global average pooling summarises each channel of each image by one number;
 # 2. **excitation**: a two-layer MLP with a bottleneck of $R = C/r$ units ($W_1$ `(C, R)`, $W_2$ `(R, C)`;
-#    the paper uses $r = 16$) and a sigmoid gives a gate per channel;
+#    the paper uses $r = 16$) and a sigmoid gives a gate per channel (the paper's equation leaves out the
+#    biases $b_1, b_2$; layers in code usually have them, and so does ours);
 # 3. **scale**: each channel is multiplied by its gate, broadcast over $Y$ and $X$.
 #
 # It is attention in a broad sense, weights computed from the input itself, but not the query-key kind:
@@ -553,17 +557,21 @@ plt.colorbar(im, ax=ax, label="gate")
 fig.tight_layout()
 plt.show()
 spread = per_kind.max(axis=0) - per_kind.min(axis=0)
-print(f"channels whose mean gate differs by more than 0.3 between two shapes: {int((spread > 0.3).sum())} of 16")
+print(f"channels whose mean gate differs by more than 0.3 between two shapes: {int((spread > 0.3).sum())} of 16; "
+      f"above 0.9 for all four shapes: {int((per_kind.min(axis=0) > 0.9).sum())} of 16")
 
 # %% [markdown]
 # The gates depend on the image: several channels are open for one kind of shape and closed for another,
 # so the block passes different detectors to the classifier for different inputs. Others sit near 1 for
-# every image: the gate is not a selection among channels, each one is weighted on its own.
+# every shape (printed): the gate is not a selection among channels, each one is weighted on its own.
 #
 # This SE variant is also clearly less accurate than the CBAM one of section 3 (printed, per shape). The
 # two blocks differ in several ways (CBAM also max-pools, adds a spatial map and has no biases) and this
-# is one seed, so the toy does not say which difference matters. On ImageNet, Woo et al. (2018, Table 1)
-# measured that adding the max-pooled descriptor to the average lowered the error of a ResNet-50.
+# is one seed, so the toy does not prove which difference matters. One is structural in this network:
+# SE's gate is the same at every position and the head reads the global average, so the classifier sees
+# $s \odot z$, a function of the channel averages $z$ alone; CBAM's max pool and its position-dependent
+# spatial map let in what the averages miss. On ImageNet, Woo et al. (2018, Table 1) measured that adding
+# the max-pooled descriptor to the average lowered the error of a ResNet-50.
 
 # %% [markdown] tags=["question:theory-26"]
 # ### Explain the Squeeze-and-Excitation (SE) attention module.
@@ -591,9 +599,9 @@ print(f"channels whose mean gate differs by more than 0.3 between two shapes: {i
 # $$x' = M_c \odot x, \qquad
 #   M_s = \sigma\big(K \star [\,\mathrm{mean}_c\, x';\ \max_c x'\,]\big)\ \ (B, 1, Y, X), \qquad x'' = M_s \odot x'$$
 #
-# - **Channel map:** like SE, but the MLP (shared, without biases in the paper's equation) also reads the
-#   max-pooled descriptor, and the two outputs are added before one sigmoid. Woo et al. (2018, Table 1)
-#   found both pools better than average pooling alone.
+# - **Channel map:** like SE, but the MLP (shared by the two descriptors; no biases, as in the paper's
+#   equation) also reads the max-pooled descriptor, and the two outputs are added before one sigmoid. Woo
+#   et al. (2018, Table 1) found both pools better than average pooling alone.
 # - **Spatial map:** pool across the channels into a mean map and a max map `(B, 2, Y, X)`, convolve with
 #   one $k \times k$ filter $K$ `(2, k, k)` ($k = 7$ in the paper; 'same' zero padding of $k//2$ on each
 #   side, so the map keeps its size), and a sigmoid. A deep-learning convolution is a cross-correlation, as
@@ -607,7 +615,8 @@ print(f"channels whose mean gate differs by more than 0.3 between two shapes: {i
 #
 # **Exercise.** Implement `cbam_channel_attention(x, W1, W2)` -> $M_c$ `(B, C, 1, 1)` and
 # `cbam_spatial_attention(x, kernel)` -> $M_s$ `(B, 1, Y, X)` in `src/attnlab/vision.py`; `kernel` has shape
-# `(2, k_y, k_x)` with both sizes odd (raise `ValueError` otherwise). Outputs keep `x`'s dtype.
+# `(2, k_y, k_x)` with both sizes odd (raise `ValueError` otherwise), and the maps are padded with
+# `k_y // 2` rows and `k_x // 2` columns of zeros on each side. Outputs keep `x`'s dtype.
 
 # %%
 from attnlab.vision import cbam_channel_attention, cbam_spatial_attention
@@ -708,7 +717,7 @@ plt.show()
 # - **Spatial:** CBAM pools mean and max across channels and applies a 7 x 7 convolution and a sigmoid.
 # - **Together:** CBAM applies the channel map, then the spatial map to the gated features.
 # - **Gates, not distributions:** sigmoids; weights need not sum to 1, unlike softmax attention over
-#   positions (non-local blocks, ViT, section 6).
+#   positions (non-local blocks, ViT, the captioner of section 6).
 # - **Caveat:** a gate can only attenuate; above, the trained spatial map stayed open where nothing needed
 #   suppressing.
 
@@ -752,12 +761,12 @@ print("context", context.shape, " weights", weights.shape, " row sums", weights.
 check("vision.caption_attention")
 
 # %% [markdown]
-# **Training a captioner.** Images of 12 x 30 pixels hold three shapes side by side; the "caption" is
-# their three names from left to right (`ring plus h-stripes`). The encoder is two 3 x 3 convolutions and
-# a 3 x 3 average pool, giving a $4 \times 10$ grid of $N = 40$ regions of width $D_f = 32$, plus a learned
-# embedding per region (convolutions say little about where a region is). The decoder is a GRU (an
-# LSTM in the paper) whose attention is exactly `caption_attention`, gate included; 400 steps of 64
-# images, teacher forcing.
+# **Training a captioner.** Images of 12 x 30 pixels hold three shapes side by side; the "caption" is their
+# three names from left to right (`ring plus h-stripes`). The encoder is a 3 x 3 convolution, a 3 x 3 max
+# pool and a second 3 x 3 convolution on the pooled grid, giving a $4 \times 10$ grid of $N = 40$ regions of
+# width $D_f = 32$, plus a learned embedding per region (convolutions say little about where a region is).
+# The decoder is a GRU (an LSTM in the paper) whose attention is exactly `caption_attention`, gate included;
+# 400 steps of 64 images, teacher forcing.
 
 # %%
 STRIP_Y, STRIP_X, WORDS = 12, 30, 3
@@ -796,7 +805,8 @@ class Captioner(nn.Module):
         self.out = nn.Linear(D_h + D_f, len(KINDS))
 
     def regions(self, images):
-        grid = F.avg_pool2d(torch.relu(self.conv2(torch.relu(self.conv1(images)))), 3)  # (B, D_f, 4, 10)
+        cells = F.max_pool2d(torch.relu(self.conv1(images)), 3)                      # (B, 16, 4, 10)
+        grid = torch.relu(self.conv2(cells))                                            # (B, D_f, 4, 10)
         return grid.flatten(2).transpose(1, 2) + self.where                           # (B, N, D_f), raster order
 
     def attend(self, a, keys, h):
@@ -897,10 +907,10 @@ plt.show()
 # For each word the decoder looks at one shape, first the leftmost, then the next, then the last (cyan
 # boxes mark the shape the word should name): it learned from the captions alone which region holds the
 # $t$-th object, presumably with the region embeddings telling it what "left" means and its state
-# $h_{t-1}$ telling it how far it has come. On average the weighted centre of each word's map lies within
-# two pixels of its shape's centre (printed), closest for the first word. As in notebook 03, the weights
-# are a soft, approximate alignment, and a region that gets weight is one the decoder read, not proof that
-# it used it (notebook 09).
+# $h_{t-1}$ telling it how far it has come. On average the weighted centre of each word's map lies about
+# a pixel from its shape's centre (printed), on shapes 6 pixels wide. As in notebook 03, the weights are a
+# soft, approximate alignment, and a region that gets weight is one the decoder read, not proof that it
+# used it (notebook 09).
 
 # %% [markdown] tags=["question:theory-27"]
 # ### How does attention work in image captioning models?
