@@ -1,0 +1,25 @@
+"""`attnlab latency` measures and prints; it never asserts on time. Checked here: it runs, and bad input is
+one clear line with a non-zero exit."""
+import pytest
+
+from autograde.latency import main
+
+
+def test_latency_measures_a_cold_check_and_a_small_batch(tmp_path):
+    lines = []
+    csv_path = tmp_path / "latency.csv"
+    rc = main(["--skip", "grade", "notebooks", "nbgrader", "--students", "1", "--csv", str(csv_path)], out=lines.append)
+    assert rc == 0, lines
+    text = "\n".join(lines)
+    assert "attnlab check softmax.softmax (cold process)" in text and "target 3" in text
+    assert "students/min" in text
+    assert csv_path.read_text().splitlines()[0] == "what,value,unit,target,verdict"
+
+
+@pytest.mark.parametrize("argv, message", [(["--students", "0"], "--students must be at least 1"),
+                                           (["--notebooks", "13"], "unknown notebook"),
+                                           (["--skip", "everything"], "invalid choice")])
+def test_bad_input_is_one_clear_line(argv, message, capsys):
+    assert main(argv, out=lambda *_: None) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
