@@ -6,7 +6,7 @@ TORCH_INDEX ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test setup sandbox build check grade clean-venv
+.PHONY: lab test setup sandbox browser build check grade clean-venv
 
 setup: $(STAMP)
 
@@ -24,11 +24,18 @@ sandbox:
 	  && (apt-get install -y -qq bubblewrap >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1)) \
 	  || echo "note: bubblewrap not installed; the grader will run without its sandbox (see docs/grading.md)"; }
 
+# Headless Chromium and its driver run the browser tests (tests/test_cards.py, tests/test_lab_browser.py).
+# Optional: without them those tests skip and say why.
+browser:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1)) \
+	  || echo "note: chromium and chromium-driver not installed; the browser tests will be skipped"; }
+
 lab: setup
 	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks \
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-test: setup sandbox
+test: setup sandbox browser
 	$(BIN)/python -m pytest -q
 
 build: setup

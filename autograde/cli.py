@@ -6,6 +6,9 @@
     attnlab build [--check]                          regenerate stubs and notebooks from solutions/
     attnlab classroom ...                            nbgrader course (see docs/classroom.md)
     attnlab list                                     every exercise with its points
+    attnlab bench [--lengths 4096,16384] [--device cpu|cuda|all] ...   tiled kernel vs SDPA vs naive (bench.py)
+    attnlab cards [--out FILE] [--check]             the interview review deck, docs/cards.html (cards.py)
+    attnlab latency [--notebooks NN ...] [--skip ...]  check, grade, notebook and nbgrader times (latency.py)
 """
 import argparse
 import json
@@ -60,6 +63,13 @@ def _parser():
 
     sub.add_parser("list", help="list exercises")
 
+    sub.add_parser("bench", add_help=False, help="time attnlab.flash.tiled_attention against PyTorch's SDPA and "
+                   "naive attention on CPU and GPU (see `attnlab bench --help`)")
+
+    sub.add_parser("cards", add_help=False, help="write the interview review deck (see `attnlab cards --help`)")
+    sub.add_parser("latency", add_help=False, help="time check, grade, every notebook and nbgrader autograde "
+                   "against their targets (see `attnlab latency --help`)")
+
     cl = sub.add_parser("classroom", help="nbgrader classroom workflow (see docs/classroom.md)",
                         description="source COURSE_DIR [--notebooks NN ...] [--course-id ID] | release COURSE_DIR "
                                     "ASSIGNMENT | verify-release COURSE_DIR ASSIGNMENT | push-grades COURSE_DIR "
@@ -86,6 +96,19 @@ def _parse(argv):
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own parser and messages (autograde/bench.py)
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
+    if argv[:1] == ["cards"]:  # its own parser and messages (autograde/cards.py)
+        from .cards import main as cards_main
+
+        return cards_main(argv[1:])
+    if argv[:1] == ["latency"]:  # its own parser and messages (autograde/latency.py)
+        from .latency import main as latency_main
+
+        return latency_main(argv[1:])
     args = _parse(argv)
     from .runner import UsageError
     from .sandbox import SandboxError

@@ -1,15 +1,116 @@
 """FlashAttention on CPU and GPU: exact attention by an online softmax over tiles.
 
-Taught in notebooks/08_flash_attention.ipynb.
+Taught in notebooks/08_flash_attention.ipynb, in three steps that build on each other:
+
+1. ``online_softmax`` (NumPy): the softmax of a row read block by block, in one pass that keeps a running
+   maximum m and a running sum l of exponentials (Milakov and Gimelshein 2018).
+2. ``online_softmax_update`` (PyTorch): the same step for attention, where each row also carries a running,
+   rescaled weighted sum of values (the accumulator).
+3. ``tiled_attention`` (PyTorch): FlashAttention's forward pass (Dao et al. 2022), a loop over query and key
+   tiles that repeats step 2.
 
 Standard attention materialises the (L, S) score matrix: O(L * S) memory per head, and as many reads and
 writes of it to slow memory. A tiled kernel visits the keys block by block and keeps, for each query, a
 running maximum m, a running sum l of exponentials and a running weighted sum of values: the (L, S) matrix
 never exists, only (block_q, block_k) tiles of it. Written with PyTorch, it runs on any device.
+
+``online_softmax`` takes and returns NumPy arrays; it is graded in the same PyTorch worker as the rest of
+this module (so ``import torch`` at the top of this file is fine), with NumPy inputs, and PyTorch's own
+softmax may not be called inside it.
 """
 import math
 
+import numpy as np
 import torch
+
+
+def online_softmax(x, block_size, return_trace=False):
+    """Softmax over the last axis, computed by streaming over blocks of ``block_size`` entries.
+
+    One pass over the blocks, in order, keeps per row a running maximum ``m`` (of the entries seen so far)
+    and a running sum ``l`` of ``exp(x_j - m)`` over them; a second pass writes ``exp(x - m) / l``.
+
+    Parameters
+    ----------
+    x : ndarray of float, shape (..., N)
+        Scores (logits). May be huge (1e4) in magnitude and may hold -inf (masked entries).
+    block_size : int
+        Entries per block along the last axis (>= 1). N need not be a multiple: the last block is shorter.
+    return_trace : bool, optional
+        Also return what the first pass saw, block by block (the grader checks it; the notebook plots it).
+
+    Returns
+    -------
+    weights : ndarray, shape (..., N), same dtype as x
+        ``softmax(x, axis=-1)``. A row whose entries are all -inf gets zeros, never NaN.
+    trace : list of tuple, only when ``return_trace``
+        One entry per block, in the order the blocks were visited: ``(block_index, running_max,
+        running_sum)`` with ``block_index`` an int (0, 1, ...) and ``running_max``, ``running_sum`` arrays
+        of shape (...,): after block b, ``m_b = max(x[..., :stop])`` and ``l_b = sum(exp(x[..., :stop] -
+        m_b))`` where ``stop = min((b + 1) * block_size, N)``. A row that has seen only -inf so far has
+        running max -inf and running sum 0. Kept in the working precision (float32 for float16 input).
+
+    Notes
+    -----
+    For a block x_b, with m the running max before it:
+
+    .. math::
+        m' = \\max(m, \\max_j x_{b,j}),\\qquad l' = e^{m - m'}\\, l + \\sum_j e^{x_{b,j} - m'}
+
+    The factor e^{m - m'} <= 1 rescales the sum gathered under the old max. float16 inputs are accumulated
+    in float32 and the weights cast back once.
+    """
+    # 1. m = full(x.shape[:-1], -inf) and l = zeros(x.shape[:-1]) (float32 for float16 x). For b, start in
+    #    enumerate(range(0, N, block_size)): block = x[..., start:start + block_size] (..., <= block_size).
+    # 2. m_new = maximum(m, block.max(-1)); shift = m_new, but 0 where m_new is -inf (only -inf seen);
+    #    l = l * exp(m - shift) + exp(block - shift[..., None]).sum(-1). Append (b, m_new.copy(), l.copy()).
+    # 3. weights = exp(x - shift[..., None]) / l[..., None] (shift from the final m), 0 where l == 0;
+    #    cast to x.dtype.
+    raise NotImplementedError(
+        "flash.online_softmax is not implemented yet: see notebooks/08_flash_attention.ipynb"
+    )
+
+
+def online_softmax_update(m, l, acc, scores_block, v_block):
+    """One step of the online softmax for attention: fold one block of keys into each query's running state.
+
+    Parameters
+    ----------
+    m : Tensor, shape (..., bq)
+        Running max of each query's scores over the keys seen so far (-inf before the first block).
+    l : Tensor, shape (..., bq)
+        Running sum of ``exp(score - m)`` over the keys seen so far (0 before the first block).
+    acc : Tensor, shape (..., bq, D_v)
+        Running sum of ``exp(score - m) * value`` over the keys seen so far (0 before the first block).
+    scores_block : Tensor, shape (..., bq, bk)
+        Scaled scores of the bq queries against this block's bk keys; -inf where a key is masked.
+    v_block : Tensor, shape (..., bk, D_v)
+        This block's values.
+
+    Returns
+    -------
+    m, l, acc : Tensor, shapes (..., bq), (..., bq), (..., bq, D_v)
+        The state after this block, in acc's dtype and on its device. A query that has seen only -inf
+        scores keeps m = -inf, l = 0 and acc = 0: never NaN.
+
+    Notes
+    -----
+    Any device: the code uses tensor operations only. m, l and acc carry the working precision (float32
+    for float16/bfloat16 attention); a lower-precision scores_block or v_block is cast up to acc's dtype.
+
+    .. math::
+        m' = \\max(m, \\max_j s_j),\\quad c = e^{m - m'},\\quad l' = c\\, l + \\sum_j e^{s_j - m'},\\quad
+        \\mathrm{acc}' = c\\,\\mathrm{acc} + e^{s - m'} V_{\\mathrm{block}}
+
+    After the last block, ``acc / l`` is the attention output and ``m + log(l)`` the log-sum-exp.
+    """
+    # 1. Cast scores_block and v_block to acc.dtype. m_new = maximum(m, scores_block.amax(-1)) (..., bq).
+    # 2. shift = m_new with 0 where it is -inf (a query that has seen no finite score), so no -inf - -inf;
+    #    c = exp(m - shift) (..., bq) and p = exp(scores_block - shift[..., None]) (..., bq, bk).
+    # 3. Return m_new, c * l + p.sum(-1), c[..., None] * acc + p @ v_block.
+    raise NotImplementedError(
+        "flash.online_softmax_update is not implemented yet: see notebooks/08_flash_attention.ipynb"
+    )
 
 
 def tiled_attention(q, k, v, block_q=128, block_k=128, causal=False, scale=None):
@@ -44,7 +145,8 @@ def tiled_attention(q, k, v, block_q=128, block_k=128, causal=False, scale=None)
     Notes
     -----
     float16 and bfloat16 inputs are accumulated in float32 (as FlashAttention does) and the output is cast
-    back once. For each query block, over key blocks j with scores s (block_q, block_k):
+    back once. For each query block, over key blocks j with scores s (block_q, block_k), one call of
+    ``online_softmax_update`` per tile:
 
     .. math::
         m' = \\max(m, \\max_j s),\\quad l' = e^{m - m'} l + \\sum_j e^{s_j - m'},\\quad
@@ -53,11 +155,11 @@ def tiled_attention(q, k, v, block_q=128, block_k=128, causal=False, scale=None)
     and finally output = a / l, lse = m + log l. The factor e^{m - m'} rescales what was accumulated under
     the old maximum. With ``causal``, key blocks wholly in the future of a query block are skipped.
     """
-    # 1. For each query block qi (..., bq, D): m = -inf, l = 0 (..., bq) and acc = 0 (..., bq, D_v), in
-    #    float32 for half inputs. For each key block: s = qi @ kj^T * scale (..., bq, bk), masked to -inf
-    #    where a key is in the query's future (causal).
-    # 2. m_new = max(m, s.amax(-1)); p = exp(s - m_new); c = exp(m - m_new); l = c * l + p.sum(-1);
-    #    acc = c * acc + p @ vj. Rows that have seen no key yet have m_new = -inf: use 0 in its place.
+    # 1. For each query block qi = q[..., i0:i1, :] * scale (..., bq, D): m = -inf, l = 0 (..., bq) and
+    #    acc = 0 (..., bq, D_v), in float32 for half inputs (the working dtype).
+    # 2. For each key block: s = qi @ kj^T (..., bq, bk), -inf where a key is in the query's future (causal);
+    #    m, l, acc = online_softmax_update(m, l, acc, s, vj). With causal, stop at the last key block that
+    #    the block's last query (i1 - 1) can see.
     # 3. output = acc / l (0 where l == 0), lse = m + log(l) (-inf where l == 0). Cast the output to q.dtype.
     raise NotImplementedError(
         "flash.tiled_attention is not implemented yet: see notebooks/08_flash_attention.ipynb"

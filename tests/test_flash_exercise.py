@@ -1,0 +1,251 @@
+"""attnlab.flash (notebook 08): online_softmax, online_softmax_update, tiled_attention, and `attnlab bench`.
+
+* online_softmax is a NumPy exercise graded in the module's PyTorch worker (profile "torch"): flash.py
+  imports torch at the top, which a NumPy worker would refuse (the whole exercise would be `forbidden`).
+  Graded there, a submission that calls PyTorch's softmax inside it is forbidden.
+* Its trace is what proves streaming: one (block_index, running_max, running_sum) per block, in order.
+* tiled_attention builds on online_softmax_update, which the engine answers with the reference while
+  tiled_attention is graded (declared dependency): a broken helper costs its own points, and in
+  tiled_attention only the memory case, which runs the learner's own helper (4096 tiles answered from the
+  judge would exceed the engine's 2000 dependency calls and most of the time budget).
+* `attnlab bench`: runs at a tiny size, skips what it says it skips, and answers bad input with one line
+  and exit status 2 (never a traceback). No assertion on timings.
+"""
+import shutil
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from autograde import bench, registry
+from autograde.graders import flash as grader
+from autograde.references import flash as ref
+from autograde.runner import InProcessBackend, grade_submission, grade_with_backend
+from autograde.sandbox import Limits
+from conftest import run_cli, solutions_package
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def sol():
+    with solutions_package() as load:
+        yield load("flash")
+
+
+def _submission(folder, extra):
+    """The instructor's package with code appended to flash.py."""
+    shutil.copytree(ROOT / "solutions" / "attnlab", folder / "attnlab", ignore=shutil.ignore_patterns("__pycache__"))
+    path = folder / "attnlab" / "flash.py"
+    path.write_text(path.read_text() + "\n" + textwrap.dedent(extra))
+    return folder
+
+
+def _failures(entry):
+    return [t["message"] for t in entry["tests"] if not t["passed"] and not t.get("skipped")]
+
+
+# ------------------------------------------------------------------------------------ online_softmax
+def test_online_softmax_is_graded_in_the_torch_worker_with_numpy_inputs():
+    ex = registry.get("flash.online_softmax")
+    assert ex.profile == "torch" and ("torch", "softmax") in ex.forbidden
+    source = (ROOT / "solutions" / "attnlab" / "flash.py").read_text()
+    assert "\nimport torch\n" in source  # why: a "numpy" profile would refuse this module's import
+
+
+def test_the_trace_describes_the_prefixes_block_by_block(sol):
+    x = np.random.default_rng(0).standard_normal((2, 3, 37))
+    weights, trace = sol.online_softmax(x, 8, return_trace=True)
+    assert isinstance(sol.online_softmax(x, 8), np.ndarray)
+    assert [b for b, _, _ in trace] == [0, 1, 2, 3, 4]
+    for b, running_max, running_sum in trace:
+        stop = min(8 * (b + 1), 37)
+        np.testing.assert_array_equal(running_max, x[..., :stop].max(-1))
+        np.testing.assert_allclose(running_sum, np.exp(x[..., :stop] - running_max[..., None]).sum(-1), rtol=1e-12)
+    np.testing.assert_allclose(weights, torch.softmax(torch.from_numpy(x), -1).numpy(), rtol=1e-12)
+
+
+def test_all_minus_inf_rows_give_zeros_and_float16_accumulates_in_float32(sol):
+    x = np.zeros((3, 20))
+    x[0] = -np.inf
+    x[1, :9] = -np.inf
+    weights, trace = sol.online_softmax(x, 4, return_trace=True)
+    assert not np.isnan(weights).any() and (weights[0] == 0).all()
+    assert trace[1][1][1] == -np.inf and trace[1][2][1] == 0 and trace[2][2][1] == 3
+    half = np.full((2, 4000), 0.5, dtype=np.float16)
+    w16, trace16 = sol.online_softmax(half, 16, return_trace=True)
+    assert w16.dtype == np.float16 and trace16[-1][2].dtype == np.float32
+    assert trace16[-1][2][0] == 4000  # a float16 sum would stall at 2048 + steps of 2
+
+
+def test_the_reference_matches_the_solution(sol):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 29)) * 5
+    x[1, :10] = -np.inf
+    (w_ref, t_ref), (w_sol, t_sol) = ref.online_softmax(x, 6, True), sol.online_softmax(x, 6, True)
+    np.testing.assert_allclose(w_ref, w_sol, rtol=1e-12)
+    for (a, m_a, l_a), (b, m_b, l_b) in zip(t_ref, t_sol):
+        assert a == b
+        np.testing.assert_array_equal(m_a, m_b)
+        np.testing.assert_allclose(l_a, l_b, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_pytorch_softmax_inside_online_softmax_is_forbidden_in_the_sandbox(tmp_path):
+    sub = _submission(tmp_path, """
+        def online_softmax(x, block_size, return_trace=False):
+            t = torch.from_numpy(np.asarray(x, dtype=np.float64))
+            weights = torch.softmax(t, dim=-1).numpy().astype(np.asarray(x).dtype)
+            return (weights, []) if return_trace else weights
+        """)
+    (entry,) = grade_submission(sub, ["flash.online_softmax"])["exercises"]
+    assert entry["status"] == "forbidden" and entry["points"] == 0
+    assert "softmax" in " ".join(_failures(entry))
+
+
+# ------------------------------------------------------------------------------ online_softmax_update
+def test_the_update_chained_over_blocks_is_the_closed_form(sol):
+    torch.manual_seed(0)
+    s, v = torch.randn(2, 5, 13, dtype=torch.float64), torch.randn(2, 13, 6, dtype=torch.float64)
+    s[0, 0] = float("-inf")
+    state = grader._empty_state((2,), 5, 6, torch.float64)
+    for j0 in range(0, 13, 4):
+        state = sol.online_softmax_update(*state, s[..., j0:j0 + 4], v[..., j0:j0 + 4, :])
+        ref_state = grader._closed_form(s[..., :j0 + 4], v[..., :j0 + 4, :])
+        for got, want in zip(state, ref_state):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    m, l, acc = state
+    assert not torch.isnan(acc).any() and (acc[0, 0] == 0).all() and l[0, 0] == 0
+    out = acc[0, 1:] / l[0, 1:, None]
+    torch.testing.assert_close(out, torch.softmax(s[0, 1:], -1) @ v[0])
+
+
+def test_the_reference_update_answers_like_the_solution_in_float32(sol):
+    torch.manual_seed(1)
+    m, l, acc = grader._state_after(torch.randn(3, 4, 7), torch.randn(3, 7, 5), torch.float32)
+    s, v = torch.randn(3, 4, 9).half() + 2, torch.randn(3, 9, 5).half()
+    for got, want in zip(ref.online_softmax_update(m, l, acc, s, v), sol.online_softmax_update(m, l, acc, s, v)):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=2e-6, atol=2e-6)
+
+
+# ----------------------------------------------------------------------------------- tiled_attention
+def test_the_solution_builds_tiled_attention_from_the_update(sol, monkeypatch):
+    calls = []
+    real = sol.online_softmax_update
+    monkeypatch.setattr(sol, "online_softmax_update", lambda *a: calls.append(a[3].shape) or real(*a))
+    q, k, v = torch.randn(1, 40, 8), torch.randn(1, 40, 8), torch.randn(1, 40, 4)
+    sol.tiled_attention(q, k, v, block_q=16, block_k=16)
+    assert len(calls) == 9 and calls[-1] == (1, 8, 8)  # 3 x 3 tiles, the last one 8 x 8
+    calls.clear()
+    sol.tiled_attention(q, k, v, block_q=16, block_k=16, causal=True)
+    assert len(calls) == 6  # causal: 1 + 2 + 3 tiles
+
+
+def test_tiled_attention_declares_the_update_and_keeps_its_memory_proof():
+    ex = registry.get("flash.tiled_attention")
+    assert ex.deps == ("flash.online_softmax_update",)
+    memory = next(c for c in ex.cases if c.memory_budget_mb)
+    assert memory.memory_budget_mb == 64 and grader.MEMORY_L == 8192
+    assert grader.MEMORY_L ** 2 * 4 > 2 * (memory.memory_budget_mb << 20)  # one score matrix cannot fit
+    assert (grader.MEMORY_L // 128) ** 2 > Limits().dep_calls  # why that case runs the learner's own helper
+
+
+def test_in_process_the_solution_scores_full_marks(sol):
+    report = grade_with_backend(InProcessBackend({f"flash.{n}": getattr(sol, n) for n in
+                                                  ("online_softmax", "online_softmax_update", "tiled_attention")},
+                                                 heavy=False), ["flash"])
+    assert report["total"] == report["max_total"] == 10.0, [_failures(e) for e in report["exercises"]]
+
+
+@pytest.mark.slow
+def test_a_broken_helper_costs_its_own_points_and_only_the_memory_case_of_the_kernel(tmp_path):
+    """In the sandbox, tiled_attention's calls of online_softmax_update reach the reference, except in the
+    memory case, which runs the learner's own (broken) helper."""
+    sub = _submission(tmp_path, """
+        def online_softmax_update(m, l, acc, scores_block, v_block):   # forgets to rescale acc
+            s = scores_block.to(acc.dtype)
+            m_new = torch.maximum(m, s.amax(-1))
+            shift = torch.where(torch.isinf(m_new), torch.zeros_like(m_new), m_new)
+            p = torch.exp(s - shift[..., None])
+            return m_new, torch.exp(m - shift) * l + p.sum(-1), acc + p @ v_block.to(acc.dtype)
+        """)
+    entries = {e["id"]: e for e in grade_submission(sub, ["flash.online_softmax_update", "flash.tiled_attention"])
+               ["exercises"]}
+    update, tiled = entries["flash.online_softmax_update"], entries["flash.tiled_attention"]
+    assert update["points"] < update["max_points"]
+    assert any("multiply the accumulator by c = exp(m - m_new)" in m for m in _failures(update))
+    failing = [t["name"] for t in tiled["tests"] if not t["passed"] and not t.get("skipped")]
+    assert failing == [next(c.name for c in registry.get("flash.tiled_attention").cases if c.memory_budget_mb)], \
+        _failures(tiled)
+
+
+# ---------------------------------------------------------------------------------------------- bench
+def test_bench_runs_at_a_tiny_size_and_says_what_it_skipped():
+    lines, problems = [], []
+    code = bench.main(["--lengths", "64,256", "--repeat", "1", "--src", "solutions", "--naive-budget-mb", "0.25",
+                       "--block-q", "64", "--block-k", "64"], out=lines.append, err=problems.append)
+    text = "\n".join(lines)
+    assert code == 0 and not problems, problems
+    rows = [line.split() for line in text.splitlines() if line.startswith(("cpu", "cuda"))]
+    assert {(r[0], r[1], r[2]) for r in rows} >= {("cpu", k, L) for k in ("sdpa", "tiled", "naive")
+                                                   for L in ("64", "256")}
+    # a 0.25 MiB budget: naive attention at L = 256 (two 0.25 MiB matrices) is skipped
+    assert "skipped: its two (1, 1, 256, 256) float32 matrices need" in text
+    tiled_errors = [float(r[3]) for r in rows if r[1] == "tiled"]
+    assert max(tiled_errors) < 1e-5
+    if not torch.cuda.is_available():
+        assert "CUDA not available: GPU rows skipped" in text
+    assert "peak memory: CPU peak = growth of the process's peak resident memory" in text
+
+
+def test_bench_rows_for_the_notebook():
+    with solutions_package() as load:
+        tiled = load("flash").tiled_attention
+        rows = bench.run_benchmark(tiled, [96], ["cpu"], causal=True, repeat=1, block_q=32, block_k=32, heads=2)
+    assert [r["kernel"] for r in rows] == ["sdpa", "tiled", "naive"]
+    assert all(r["seconds"] is not None and r["seconds"] > 0 for r in rows)
+    assert rows[1]["err_vs_sdpa"] < 1e-5 and rows[2]["err_vs_sdpa"] < 1e-5
+    assert "tiled" in bench.format_table(rows)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--lengths", "0"], "between 1 and"),
+    (["--lengths", "12,abc"], "comma-separated positive integers"),
+    (["--lengths", ""], "comma-separated lengths"),
+    (["--repeat", "0"], "--repeat"),
+    (["--block-q", "-3"], "--block-q"),
+    (["--dtype", "int8"], "--dtype"),
+    (["--device", "tpu"], "--device"),
+    (["--naive-budget-mb", "nan"], "--naive-budget-mb"),
+    (["--bogus"], "unrecognized arguments"),
+    (["--src", "/nonexistent/folder"], "no such folder"),
+    (["--lengths", "1048576", "--heads", "64", "--dim", "256"], "would need"),
+])
+def test_bench_bad_input_gives_one_line_and_status_2(argv, needle):
+    problems = []
+    code = bench.main(argv, out=lambda text: None, err=problems.append)
+    assert code == 2 and len(problems) == 1 and needle in problems[0], problems
+    assert problems[0].startswith("attnlab bench: ") and "Traceback" not in problems[0]
+
+
+def test_bench_without_cuda_refuses_device_cuda_and_an_unimplemented_kernel_says_so(tmp_path):
+    if not torch.cuda.is_available():
+        problems = []
+        assert bench.main(["--device", "cuda"], out=lambda t: None, err=problems.append) == 2
+        assert "CUDA is not available" in problems[0]
+    stub = tmp_path / "src"
+    shutil.copytree(ROOT / "src" / "attnlab", stub / "attnlab", ignore=shutil.ignore_patterns("__pycache__"))
+    problems = []
+    code = bench.main(["--lengths", "32", "--repeat", "1", "--src", str(tmp_path)], out=lambda t: None,
+                      err=problems.append)
+    assert code == 1 and "not implemented yet" in problems[0] and "--src solutions" in problems[0]
+
+
+def test_the_cli_subcommand_reports_bad_input_without_a_traceback():
+    result = run_cli("bench", "--lengths", "-5", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("attnlab bench:") and "Traceback" not in result.stderr
+    assert "bench" in run_cli("--help", timeout=120).stdout
