@@ -7,10 +7,10 @@ Taught in notebooks/08_flash_attention.ipynb, in three steps that build on each 
 2. ``online_softmax_update`` (PyTorch): the same step for attention, where each row also carries a running,
    rescaled weighted sum of values (the accumulator).
 3. ``tiled_attention`` (PyTorch): FlashAttention's forward pass (Dao et al. 2022), a loop over query and key
-   tiles that repeats step 2.
+   tiles that repeats step 2, with the loop order of FlashAttention-2 (Dao 2023): query blocks outside.
 
-Standard attention materialises the (L, S) score matrix: O(L * S) memory per head, and as many reads and
-writes of it to slow memory. A tiled kernel visits the keys block by block and keeps, for each query, a
+Standard attention materialises the (L, S) score and weight matrices: O(L * S) memory per head, each written
+to slow memory and read back. A tiled kernel visits the keys block by block and keeps, for each query, a
 running maximum m, a running sum l of exponentials and a running weighted sum of values: the (L, S) matrix
 never exists, only (block_q, block_k) tiles of it. Written with PyTorch, it runs on any device.
 

@@ -16,9 +16,10 @@
 #
 # Standard attention computes the whole score matrix $QK^\top$ `(..., L, S)`, stores it, normalises it and
 # reads it back to multiply by $V$. FlashAttention (Dao et al. 2022) computes exactly the same output
-# without ever holding that matrix: it reads the keys block by block and keeps, per query, three running
-# numbers. This notebook builds that kernel from its two ideas, the online softmax and tiling, proves that
-# it never holds an $L \times S$ matrix, and runs it on the CPU and, where there is one, the GPU.
+# without ever holding that matrix: it reads the keys block by block and keeps, per query, a running
+# maximum, a running sum and a running weighted sum of values. This notebook builds that kernel from its two
+# ideas, the online softmax and tiling, checks under a memory cap that it never holds an $L \times S$
+# matrix, and runs it on the CPU and, where there is one, the GPU.
 #
 # **You will learn**
 # - where the memory of standard attention goes, measured (the memory wall);
@@ -50,7 +51,6 @@ attnlab = use_package()
 
 # %%
 import math
-import os
 import platform
 import time
 
@@ -105,7 +105,8 @@ def row_softmax(x):
 # | $P = \mathrm{softmax}(S)$ | $S$ `(L, S)` | $P$ `(L, S)` |
 # | $O = PV$ | $P$ `(L, S)`, $V$ `(S, D_v)` | $O$ `(L, D_v)` |
 #
-# per head and per sequence. The inputs and the output grow like $L$; the two middle matrices grow like
+# per head and per sequence ($S$ in the first column is the paper's name for the score matrix; in a shape,
+# S is the number of keys). The inputs and the output grow like $L$; the two middle matrices grow like
 # $L \cdot S$. In float32 one $4096 \times 4096$ matrix is 64 MiB, and at $L = S = 16384$ it is 1 GiB, for
 # *each* head of *each* sequence in the batch. We measure the peak memory of the naive code (the two
 # matrices exist together while the softmax runs) and of PyTorch's `F.scaled_dot_product_attention`,
@@ -220,7 +221,7 @@ ax1.legend(fontsize=8)
 ax2.plot(ends, [sm[row] for _, _, sm in trace], "o-", label="running sum l (relative to the current m)")
 ax2.plot(ends, [np.exp(x_long[row][:e] - x_long[row][:e].max()).sum() for e in ends], "k+", ms=10,
          label="sum of exp(x - max) over the prefix, direct")
-ax2.set(xlabel="entries read", ylabel="l", title="running sum: shrinks when m jumps")
+ax2.set(xlabel="entries read", ylabel="l", title="running sum: old terms shrink when m jumps")
 ax2.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
@@ -250,6 +251,10 @@ check("flash.online_softmax")
 # $m + \log l$ is the log-sum-exp of the scores. Once more, a query that has seen only masked keys keeps
 # $m = -\infty$, $l = 0$, $\mathrm{acc} = 0$ and must not produce NaN (a causal tile above the diagonal, a
 # padded key block).
+#
+# Dao et al. 2022 keep the output normalised instead: their Algorithm 1 divides by the new $\ell$ after every
+# block. FlashAttention-2 keeps the unnormalised accumulator, as here, and divides once at the end, one of
+# its cuts in non-matmul FLOPs (Dao 2023).
 #
 # **Implement** `online_softmax_update(m, l, acc, scores_block, v_block)` in `src/attnlab/flash.py`: it
 # returns the new `(m, l, acc)`, in `acc`'s dtype and on its device. Use tensor operations only (no
@@ -335,7 +340,8 @@ plt.show()
 # - `causal=True`: end-aligned, query i sees key j when $j \le i + (S - L)$; key tiles entirely in a query
 #   block's future are skipped, tiles that straddle the diagonal are masked with $-\infty$; a query that
 #   sees no key (L > S) gets output 0 and lse $-\infty$;
-# - PyTorch's own attention (`F.scaled_dot_product_attention` and its kernels) is off limits here.
+# - PyTorch's own attention (`F.scaled_dot_product_attention`, `nn.MultiheadAttention` and their kernels) is
+#   off limits here.
 #
 # While `tiled_attention` is graded, your `online_softmax_update` is replaced by the course's reference, so a
 # mistake in the helper is not charged twice; the one exception is the memory case below, which runs your
@@ -455,7 +461,8 @@ plt.show()
 # **The backward pass.** Gradients need the weights $P$, which were never stored. With the lse (one number
 # per query), any tile of weights is recomputed from the scores as $P_{ij} = e^{s_{ij} - \mathrm{lse}_i}$,
 # tile by tile, in the same way. FlashAttention stores $m$ and $l$ for this (Dao et al. 2022); FlashAttention-2
-# stores only the log-sum-exp (Dao 2023). Recomputing costs extra FLOPs but saves the $L \times S$ reads.
+# stores only the log-sum-exp (Dao 2023). Recomputing costs extra FLOPs but saves storing $P$ ($L \times S$
+# per head) and reading it back from HBM.
 #
 # **Merging partial results.** Attention over keys split into two sets $A$ and $B$ is computed on each set
 # separately, then merged exactly: with $\mathrm{lse} = \log(e^{\mathrm{lse}_A} + e^{\mathrm{lse}_B})$,
@@ -501,17 +508,19 @@ print(f"8 chunks of 512 keys merged vs full attention: max error "
 # ## 7. The IO model: why tiling is faster on a GPU
 #
 # Dao et al. 2022 count accesses to slow memory (HBM on a GPU) for a fast memory (SRAM) of $M$ elements,
-# with $d \le M \le Nd$. An A100 has 40-80 GB of HBM at 1.5-2.0 TB/s and 192 KB of SRAM per each of its
-# 108 streaming multiprocessors at an estimated 19 TB/s (their section 2.1). Their Theorem 2:
+# with $d \le M \le Nd$. Their example GPU, the A100, has 40-80 GB of HBM at 1.5-2.0 TB/s and 192 KB of
+# on-chip SRAM in each of its 108 streaming multiprocessors, at an estimated 19 TB/s (their section 2.1).
+# Their Theorem 2:
 #
 # - standard attention: $\Theta(Nd + N^2)$ HBM accesses;
 # - FlashAttention: $\Theta(N^2 d^2 M^{-1})$ HBM accesses.
 #
-# Both grow like $N^2$; what differs is the factor: 1 per score for the standard version (each $N \times N$
-# matrix is written and read), $d^2/M$ for the tiled one, and with $d = 64$ and $M$ in the tens of
-# thousands of elements $d^2/M$ is well below 1. The tiled kernel does *more* arithmetic (the rescaling)
-# but moves fewer bytes. They also prove that no exact attention algorithm beats $\Theta(N^2 d^2 M^{-1})$
-# for every $M$ in $[d, Nd]$ (their Proposition 3).
+# For fixed $d$ and $M$ both grow like $N^2$; what differs is the factor per score: a constant for the
+# standard version (each $N \times N$ matrix is written once and read once), a constant times $d^2/M$ for
+# the tiled one, and with $d = 64$ and $M$ in the tens of thousands of elements $d^2/M$ is well below 1.
+# The tiled kernel does *more* arithmetic (the rescaling) but moves fewer bytes. They also prove a lower
+# bound: no exact attention algorithm makes $o(N^2 d^2 M^{-1})$ HBM accesses for all $M$ in $[d, Nd]$ (their
+# Proposition 3; at $M = Nd$ that count is $Nd$, the size of the input, which any algorithm must read).
 #
 # Below, both counts are computed by walking the loops of their Algorithm 0 and Algorithm 1 (the paper's
 # order: key/value blocks of $B_c = \lceil M / 4d \rceil$ rows outside, query blocks of
@@ -546,8 +555,8 @@ def io_tiled(N, d, M):
 
 d = 64
 Ns = [512, 1024, 2048, 4096, 8192, 16384]
-M_sizes = {"M = 16K elements (64 KB fp32)": 16 * 1024, "M = 48K (192 KB: one A100 SM)": 48 * 1024,
-           "M = 192K (768 KB)": 192 * 1024}
+M_sizes = {"M = 16K elements (64 KB fp32)": 16 * 1024, "M = 48K (192 KB fp32: one A100 SM)": 48 * 1024,
+           "M = 192K (768 KB fp32)": 192 * 1024}
 std = [io_standard(N, d) for N in Ns]
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
 ax1.loglog(Ns, std, "ko-", label="standard: Θ(Nd + N²)")
@@ -573,25 +582,28 @@ plt.show()
 # times the three $N \times d$ matrices each pass over the queries moves ($Q$ and $O$ in, $O$ out). It falls
 # as $1/M$, since more SRAM means bigger key/value blocks and fewer passes; the standard count does not
 # depend on $M$ at all, and with a very small $M$ (left of the crossing) tiling would move *more* data.
-# The model counts traffic, not time: the real kernel wins because attention on a GPU is bound by memory
-# traffic, while its extra FLOPs run on compute units that would otherwise wait (Dao et al. 2022, Figure 2
-# left: more GFLOPs than standard attention, far fewer GB of HBM reads and writes, a shorter run time).
+# The model counts traffic, not time: the real kernel wins because the softmax and elementwise steps of
+# standard attention on a GPU are bound by memory traffic, while its extra FLOPs run on compute units that
+# would otherwise wait (Dao et al. 2022, Figure 2 left: forward plus backward for GPT-2 medium on an A100,
+# more GFLOPs than standard attention because the backward pass recomputes the weights, far fewer GB of HBM
+# reads and writes, a shorter run time).
 
 # %% [markdown] tags=["question:theory-39"]
 # ### Explain flash attention and memory-efficient implementations.
 #
 # FlashAttention computes exact softmax attention without writing the $L \times S$ scores or weights to GPU
-# memory: it streams key/value blocks past each block of queries and keeps a running max, running sum and
-# rescaled output in on-chip SRAM (Dao et al. 2022). Memory becomes linear in the sequence length and HBM
-# traffic falls from $\Theta(Nd + N^2)$ to $\Theta(N^2 d^2/M)$ (their Theorem 2), which is where its speed
-# on GPUs comes from.
+# memory (HBM): it works tile by tile in on-chip SRAM, keeping per query a running max, a running sum and a
+# rescaled output (Dao et al. 2022). Extra memory becomes linear in the sequence length and HBM traffic falls
+# from $\Theta(Nd + N^2)$ to $\Theta(N^2 d^2/M)$ (their Theorem 2), which is where its speed on GPUs comes from.
 #
 # - Mechanism: $m' = \max(m, \max s)$; rescale $l$ and the accumulator by $e^{m - m'}$; output
 #   $\mathrm{acc}/l$ (sections 2-4).
-# - Backward: keep one log-sum-exp per query and recompute tiles of $P$ (section 6).
+# - Backward: keep the softmax statistics ($m$ and $l$; one log-sum-exp per query in FlashAttention-2) and
+#   recompute tiles of $P$ (section 6).
 # - Without a fused kernel, chunking queries and keys also gives exact attention in less memory (Rabe and
-#   Staats 2021); PyTorch's SDPA dispatches to fused kernels (section 1: flat memory on this CPU).
-# - FlashAttention-2 (Dao 2023) parallelises over query blocks and skips causal tiles (section 5).
+#   Staats 2021); PyTorch's SDPA dispatches to fused kernels (section 1 measures its memory).
+# - Successors: FlashAttention-2 (Dao 2023) cuts non-matmul FLOPs and parallelises over sequence length too;
+#   FlashAttention-3 (Shah et al. 2024) adds Hopper asynchrony and FP8.
 # - FLOPs stay $O(N^2 D)$: sparse and linear attention (notebook 07) change that by restricting or
 #   approximating full attention.
 
@@ -618,8 +630,8 @@ plt.show()
 # on the GPU: each kernel's error against SDPA **on the same device**, the GPU result against the CPU
 # result, the median time of 3 calls and the peak memory of one call (CPU: growth of the peak resident
 # memory; GPU: `torch.cuda.max_memory_allocated`). From a terminal, `attnlab bench --src solutions` runs
-# it at $L = 4096$ and $16384$ (about a minute on a CPU; add `--naive-budget-mb` to control when the naive
-# version is skipped).
+# it at $L = 4096$ and $16384$ (at 16384 the naive version's two float32 matrices take 2 GiB; add
+# `--naive-budget-mb` to control when it is skipped).
 
 # %%
 devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -650,12 +662,13 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# On this CPU the tiled kernel is exact and keeps its memory flat, but it is not fast: every tile costs a
-# few Python-level PyTorch calls, and a CPU's caches already hide much of the naive version's memory
-# traffic. The speed of FlashAttention comes from fusing the whole loop into one GPU kernel that keeps the
-# tiles in SRAM; PyTorch's SDPA is such a fused kernel on both devices. On a GPU the same Python loop also
-# launches several small kernels per tile, so it shows the exactness and the memory, while SDPA (or a Triton
-# or CUDA kernel) shows the speed.
+# On this CPU the tiled kernel is exact and its memory stays near the size of its output, but it is not
+# fast: every tile costs a few Python-level PyTorch calls. And a CPU core has a much lower ratio of
+# arithmetic to memory bandwidth than a GPU, so the naive version's time goes mostly to its two matrix
+# products and the traffic that tiling saves matters much less. The speed of FlashAttention comes from
+# fusing the whole loop into one GPU kernel that keeps the tiles in SRAM; PyTorch's SDPA is such a fused
+# kernel on both devices. On a GPU the same Python loop also launches several small kernels per tile, so it
+# shows the exactness and the memory, while SDPA (or a Triton or CUDA kernel) shows the speed.
 
 # %% [markdown]
 # **Written answer.** In the table your `tiled_attention` is slower than PyTorch's SDPA on this CPU, and at
@@ -668,10 +681,10 @@ plt.show()
 # accesses to slow memory, $\Theta(N^2 d^2/M)$ instead of $\Theta(Nd + N^2)$, which pays off on a GPU where
 # attention's softmax and masking are bound by HBM bandwidth. Our version is a Python loop that issues a
 # handful of separate PyTorch operations per tile, each with dispatch overhead and its own pass over
-# memory, while naive attention runs three large, well-optimised calls (two matmuls and a softmax) that the
-# CPU's caches serve well. A fast tiled kernel fuses the whole loop into one compiled kernel (CUDA, Triton,
-# or C++ like PyTorch's CPU flash kernel) that keeps each tile in registers or SRAM and writes only the
-# output and the log-sum-exp.
+# memory, while naive attention runs three large, well-optimised calls (two matmuls and a softmax), and on a
+# CPU, with its low ratio of arithmetic to memory bandwidth, the matmuls rather than the traffic dominate.
+# A fast tiled kernel fuses the whole loop into one compiled kernel (CUDA, Triton, or C++ like PyTorch's
+# CPU flash kernel) that keeps each tile in registers or SRAM and writes only the output and the log-sum-exp.
 
 # %% [markdown]
 # ## Summary
