@@ -36,7 +36,7 @@ lab: setup
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 test: setup sandbox browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 build: setup
 	$(BIN)/attnlab build

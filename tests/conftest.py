@@ -38,3 +38,15 @@ def solutions_package():
     finally:
         sys.path.remove(str(ROOT / "solutions"))
         _forget_attnlab()
+
+
+# `make test` runs the suite on every core (pytest-xdist, --dist loadgroup). The tests of one file stay on one
+# worker, so a module-scoped fixture (a classroom, a graded class) is built once and tests that touch the same
+# repository files never race; the two big parametrised files of independent tests are spread test by test.
+SPREAD = {"test_mutants.py", "test_notebooks.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name not in SPREAD:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
