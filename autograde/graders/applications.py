@@ -25,6 +25,7 @@ from ..references import applications as ref
 from ..references.softmax import masked_softmax as ref_masked_softmax
 from ..tolerances import EPS, exp_rtol, tolerance
 from .softmax import require_exact_zeros
+from .inputs import keep_pattern
 
 SOFTMAX_DEPS = ("softmax.masked_softmax",)
 
@@ -63,16 +64,6 @@ def _softmax_fill(scores, keep, fill, axis=-1):
     filled = np.where(np.broadcast_to(np.asarray(keep, bool), scores.shape), scores, fill).astype(scores.dtype)
     e = np.exp(filled - filled.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
-
-
-def _keep_pattern(rng, n, p_keep=0.6):
-    """(n,) bool with at least one kept and one dropped entry (n >= 2)."""
-    keep = rng.random(n) < p_keep
-    if keep.all():
-        keep[rng.integers(n)] = False
-    if not keep.any():
-        keep[rng.integers(n)] = True
-    return keep
 
 
 # ==================================================================== location_sensitive_scores
@@ -983,8 +974,8 @@ def _co_inputs(rng, lead=(2,), L=5, S=7, D=4, dtype="float64", scale=None):
 
 
 def _co_masks(rng, lead, L, S, empty_q=(), empty_d=()):
-    qm = np.stack([_keep_pattern(rng, L) for _ in range(int(np.prod(lead)))]).reshape(tuple(lead) + (L,))
-    dm = np.stack([_keep_pattern(rng, S) for _ in range(int(np.prod(lead)))]).reshape(tuple(lead) + (S,))
+    qm = np.stack([keep_pattern(rng, L) for _ in range(int(np.prod(lead)))]).reshape(tuple(lead) + (L,))
+    dm = np.stack([keep_pattern(rng, S) for _ in range(int(np.prod(lead)))]).reshape(tuple(lead) + (S,))
     for i in empty_q:
         qm[i] = False
     for i in empty_d:

@@ -44,6 +44,16 @@ def keep_mask(rng, shape, p_keep=0.6, every_row=True):
     return mask
 
 
+def keep_pattern(rng, n, p_keep=0.6):
+    """A (n,) keep pattern with at least one kept and one dropped position (n >= 2)."""
+    keep = rng.random(n) < p_keep
+    if keep.all():
+        keep[rng.integers(n)] = False
+    if not keep.any():
+        keep[rng.integers(n)] = True
+    return keep
+
+
 def causal(L, S=None):
     """The course's end-aligned causal mask (L, S): query i sees key j when j <= i + (S - L)."""
     S = L if S is None else S

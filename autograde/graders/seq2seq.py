@@ -28,6 +28,7 @@ from ..references import seq2seq as ref
 from ..references import softmax as ref_softmax
 from ..tolerances import EPS, exp_rtol, tolerance
 from .softmax import require_exact_zeros
+from .inputs import keep_pattern
 
 B, S, D_S, D_H, A = 2, 7, 4, 6, 5
 SOFTMAX_DEPS = ("softmax.softmax", "softmax.masked_softmax")
@@ -58,19 +59,9 @@ ZERO_HINT = ("masked positions must get exactly 0 weight: a finite fill (scores 
              "a tiny weight; use masked_softmax, or zero the masked weights with np.where(mask, ..., 0)")
 
 
-def _pick(rng, n, p_keep=0.6):
-    """A (n,) keep pattern with at least one kept and one dropped position (n >= 2)."""
-    keep = rng.random(n) < p_keep
-    if keep.all():
-        keep[rng.integers(n)] = False
-    if not keep.any():
-        keep[rng.integers(n)] = True
-    return keep
-
-
 def _row_mask(rng, B, S, full_rows=()):
     """(B, S) bool: every row keeps something and drops something, except the rows listed, which keep nothing."""
-    mask = np.stack([_pick(rng, S) for _ in range(B)])
+    mask = np.stack([keep_pattern(rng, S) for _ in range(B)])
     for b in full_rows:
         mask[b] = False
     return mask
@@ -1126,7 +1117,7 @@ def _frequency_hint(counts, n, probs):
            weight=3.0)
 def _(t):
     S_, n = 7, 3000
-    with_zeros = np.where(_pick(t.rng, S_, 0.5), t.rng.uniform(0.5, 1.5, S_), 0.0)
+    with_zeros = np.where(keep_pattern(t.rng, S_, 0.5), t.rng.uniform(0.5, 1.5, S_), 0.0)
     peaked = np.full(S_, 0.1 / (S_ - 1))
     peaked[t.rng.integers(S_)] = 0.9
     probs = np.stack([_one_hot_rows(t.rng, S_, temperature=0.7), with_zeros / with_zeros.sum(), peaked,
@@ -1176,7 +1167,7 @@ def _(t):
 @hard.case("masked keys and fully masked rows (2, 6, 7)", "weights of 0 (masked keys) are never sampled; a row of "
            "zeros (a query that sees nothing) gives a row of zeros")
 def _(t):
-    mask = np.stack([_pick(t.rng, 7, 0.5) for _ in range(12)]).reshape(2, 6, 7)
+    mask = np.stack([keep_pattern(t.rng, 7, 0.5) for _ in range(12)]).reshape(2, 6, 7)
     mask[1, :2] = False  # two fully masked queries
     w = ref_softmax.masked_softmax(t.rng.standard_normal((2, 6, 7)), mask)
     (seed,) = _seeds(t.rng)
