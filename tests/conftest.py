@@ -50,3 +50,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name not in SPREAD:
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
+def grade_in_process(exercise_id, func, seed=0):
+    """One exercise's result for `func`, graded in this process (trusted code: references, mutants)."""
+    from autograde.runner import InProcessBackend, grade_with_backend
+
+    return grade_with_backend(InProcessBackend({exercise_id: func}), [exercise_id], seed=seed)["exercises"][0]
+
+
+def failing_messages(result):
+    """{case name: message} of the failing cases of one exercise's result."""
+    return {t["name"]: t["message"] for t in result["tests"] if not t["passed"]}
+
+
+def mutant_of(exercise_id, name):
+    from autograde import registry
+
+    return next(m for m in registry.get(exercise_id).mutants if m.name == name)

@@ -18,14 +18,9 @@ from autograde import registry
 from autograde.graders import efficient as grader
 from autograde.references import efficient as ref
 from autograde.runner import InProcessBackend, grade_with_backend
-from conftest import solutions_package
+from conftest import grade_in_process as _grade, solutions_package
 
 torch = pytest.importorskip("torch")
-
-
-def _grade(exercise_id, func, seed=0):
-    report = grade_with_backend(InProcessBackend({exercise_id: func}), [exercise_id], seed=seed)
-    return report["exercises"][0]
 
 
 def test_strided_reference_is_the_union_of_the_papers_two_heads_and_connects_in_two_hops():

@@ -5,6 +5,8 @@ on the seed."""
 import numpy as np
 import pytest
 
+from conftest import grade_in_process as _grade, failing_messages as _failing, mutant_of as _mutant
+
 from autograde import registry
 from autograde.compare import dtype_hint
 from autograde.framework import Context
@@ -14,18 +16,6 @@ from autograde.runner import InProcessBackend, grade_with_backend
 from autograde.tolerances import exp_rtol, tolerance
 
 MODULES = ("softmax", "scoring", "masks", "attention")
-
-
-def _grade(exercise_id, func, seed=0):
-    return grade_with_backend(InProcessBackend({exercise_id: func}), [exercise_id], seed=seed)["exercises"][0]
-
-
-def _failing(result):
-    return {t["name"]: t["message"] for t in result["tests"] if not t["passed"]}
-
-
-def _mutant(exercise_id, name):
-    return next(m for m in registry.get(exercise_id).mutants if m.name == name)
 
 
 # ------------------------------------------------------------------------------------ tolerances

@@ -13,21 +13,9 @@ from autograde import registry
 from autograde.graders import seq2seq as grader
 from autograde.references import seq2seq as ref
 from autograde.runner import InProcessBackend, grade_submission, grade_with_backend
-from conftest import ROOT
+from conftest import grade_in_process as _grade, failing_messages as _failing, mutant_of as _mutant, ROOT
 
 pytest.importorskip("torch")
-
-
-def _grade(exercise_id, func, seed=0):
-    return grade_with_backend(InProcessBackend({exercise_id: func}), [exercise_id], seed=seed)["exercises"][0]
-
-
-def _failing(result):
-    return {t["name"]: t["message"] for t in result["tests"] if not t["passed"]}
-
-
-def _mutant(exercise_id, name):
-    return next(m for m in registry.get(exercise_id).mutants if m.name == name)
 
 
 def _inputs(rng, B=3, S=9, D_s=4, D_h=6, A=5):
