@@ -51,6 +51,7 @@ SCAN_NAMES = ("scaled_dot_product", "multi_head_attention", "MultiheadAttention"
               "_efficient_attention_forward", "sdpa_kernel")
 BUDGET_MB = 64
 MEMORY_L = 8192
+LOG2E = 1.4426950408889634  # log2(e)
 MATERIALISE_HINT = ("a tiled kernel never holds an L x S matrix: compute scores one (block_q, block_k) tile at a "
                     "time and keep only the running max m, sum l and accumulator per query")
 
@@ -868,4 +869,98 @@ def _(q, k, v, block_q=128, block_k=128, causal=False, scale=None):
     return out.to(q.dtype), lse
 
 
-EXERCISES = [online, update, tiled]
+# =============================================================================== fast_tiled_attention
+# The challenge: tiled_attention made fast on a CPU (exp2, the shift inside the product, lazy rescaling). It is
+# graded by the same oracle and the same cases, except the default-tile case (its default tiles are 256 x 256),
+# plus cases aimed at what the speed-ups can break.
+fast = Exercise("flash.fast_tiled_attention", points=2, reference=ref.fast_tiled_attention, profile="torch",
+                forbidden=FORBID_TORCH_ATTENTION, scan_names=SCAN_NAMES)
+fast.cases.extend(c for c in tiled.cases if not c.name.startswith("default blocks"))
+
+
+@fast.case("default tiles, causal L=S=600, (2, 3) heads, D=64", "the default 256 x 256 tiles, partial at the end; "
+           "diagonal tiles masked, later tiles folded in without moving the shift")
+def _(t):
+    _check(t, *qkv(t.rng, lead=(2, 3), L=600, S=600, D=64, D_v=64, dtype="float32", torch=True), causal=True)
+
+
+@fast.case("scores that jump by ~2^40 after the first tile, blocks 8 x 8", "a tile whose scores rise far above "
+           "the current shift must move it (exact step) instead of overflowing")
+def _(t):
+    import torch
+
+    q, k, v = qkv(t.rng, lead=(2,), L=16, S=40, D=4, D_v=3, dtype="float64", torch=True)
+    jump = torch.ones(40, 1, dtype=torch.float64)
+    jump[8:] = 40.0  # keys after the first tile score ~40x higher: far more than 16 octaves
+    _check(t, q.float(), (k * jump).float(), v.float(), block_q=8, block_k=8, scale=1.0)
+
+
+@fast.case("scores that fall after the first tile, blocks 8 x 8", "later tiles far below the shift add tiny "
+           "terms: exact, no NaN, no rescale needed")
+def _(t):
+    import torch
+
+    q, k, v = qkv(t.rng, lead=(2,), L=16, S=40, D=4, D_v=3, dtype="float64", torch=True)
+    fall = torch.full((40, 1), 0.05, dtype=torch.float64)
+    fall[:8] = 30.0
+    _check(t, q.float(), (k * fall).float(), v.float(), block_q=8, block_k=8, scale=1.0)
+
+
+def _fast_defaults(kernel):
+    """A tiled-kernel mutant or alternative with the challenge's signature (tiles default to 256 x 256)."""
+    return lambda q, k, v, block_q=None, block_k=None, causal=False, scale=None: kernel(
+        q, k, v, block_q or 256, block_k or 256, causal, scale)
+
+
+for _m in tiled.mutants:  # the loop's own mistakes can be made in the fast version too
+    if _m.name in ("no rescale of the accumulator", "causal start-aligned", "NaN for queries that see no key",
+                   "forgot scale", "output left in float32", "lse in half precision", "future block skip too early",
+                   "materialising L x S"):
+        fast.mutant(_m.name, _m.hint)(_fast_defaults(_m.func))
+fast.alternative("the teaching loop (exp, a max and a rescale per tile)")(
+    _fast_defaults(lambda q, k, v, bq, bk, causal, scale: _kernel(q, k, v, bq, bk, causal, scale)))
+
+
+@fast.mutant("natural exp of base-2 scores", "q was multiplied by scale * log2(e), so the scores are in base-2 "
+             "units: exponentiate with exp2 (or drop the log2(e) and use exp)")
+def _(q, k, v, block_q=None, block_k=None, causal=False, scale=None):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return ref.tiled_attention(q, k, v, causal=causal, scale=scale * LOG2E)
+
+
+@fast.mutant("exp2 without log2(e)", "exp2(x) = e^(x ln 2): multiply q by scale * log2(e) before using exp2, or "
+             "the weights come out too flat")
+def _(q, k, v, block_q=None, block_k=None, causal=False, scale=None):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return ref.tiled_attention(q, k, v, causal=causal, scale=scale * math.log(2.0))
+
+
+@fast.mutant("lse left in base 2", "lse is a natural log: convert the base-2 (shift + log2 l) with * ln 2 "
+             "(= / log2(e))")
+def _(q, k, v, block_q=None, block_k=None, causal=False, scale=None):
+    out, lse = ref.tiled_attention(q, k, v, causal=causal, scale=scale)
+    return out, lse * LOG2E
+
+
+@fast.mutant("shift never moved after the first tile", "check each tile's row sums (<= 2^16) before keeping the "
+             "shift: when scores rise more than 16 octaves above it, take the exact step (move the shift to the "
+             "new max, rescale l and acc by exp2(old - new))")
+def _(q, k, v, block_q=None, block_k=None, causal=False, scale=None):
+    import torch
+
+    L, S = q.shape[-2], k.shape[-2]
+    work = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+    s = (q.to(work) @ k.to(work).transpose(-1, -2)) * (q.shape[-1] ** -0.5 if scale is None else scale)
+    if causal:
+        s = s.masked_fill(torch.arange(S)[None, :] > torch.arange(L)[:, None] + (S - L), float("-inf"))
+    first = s[..., : block_k or 256].amax(-1, keepdim=True)  # the shift of the first tile, kept for good
+    shift = torch.where(torch.isinf(first), torch.zeros_like(first), first)
+    p = torch.exp(s - shift)
+    l = p.sum(-1, keepdim=True)
+    seen = l > 0
+    out = (p @ v.to(work)) / torch.where(seen, l, torch.ones_like(l))
+    lse = torch.where(seen, shift + torch.log(torch.where(seen, l, torch.ones_like(l))), -math.inf).squeeze(-1)
+    return out.to(q.dtype), lse
+
+
+EXERCISES = [online, update, tiled, fast]

@@ -222,3 +222,132 @@ def tiled_attention(q, k, v, block_q=128, block_k=128, causal=False, scale=None)
         lse[..., i0:i1] = torch.where(seen, m + torch.log(torch.where(seen, l, torch.ones_like(l))), lse[..., i0:i1])
     return output.to(q.dtype), lse
     ### END SOLUTION
+
+
+LOG2E = 1.4426950408889634  # log2(e): exp(x) = exp2(x * log2 e)
+
+
+def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scale=None):
+    """``tiled_attention``, rewritten for speed on a CPU: same arguments, same results, same memory bound.
+
+    The challenge of notebook 08: the straightforward loop spends as long on bookkeeping (max, subtract,
+    exp, sum, rescale: each a pass over the tile) as on the two matrix products. This version keeps the
+    products and removes passes, with four changes (each also used by FlashAttention-2 and later kernels):
+
+    1. **exp2 instead of exp.** q is multiplied once by ``scale * log2(e)``, so scores are in base-2 units
+       and ``exp2`` replaces ``exp`` (cheaper on CPUs and GPUs; FlashAttention-2 does the same).
+    2. **The shift rides in the matrix product.** q gets one more column holding ``-shift`` and k^T one
+       more row of ones, so ``[q, -shift] @ [k^T; 1] = q k^T - shift``: no subtraction pass.
+    3. **Lazy rescaling.** The shift is moved to the running max only when a tile's scores exceed it by
+       more than 16 octaves (FlashAttention-4's conditional rescaling). Otherwise the tile is folded in
+       with its exponentials <= 2^16, finite in float32, and the max, the rescale of l and acc are
+       skipped. A tile that breaks the bound (its row sums exceed 2^16) is recomputed exactly, so the
+       result never depends on the data being friendly: only the speed does.
+    4. **In place, one tile buffer**, products written with ``out=`` and accumulated with ``baddbmm_``;
+       causal key tiles wholly in the future are skipped and a diagonal tile's mask is added inside the
+       product (``baddbmm``), from a cache of additive 0 / -inf tiles.
+
+    Parameters
+    ----------
+    q, k, v : Tensor, shapes (..., L, D), (..., S, D), (..., S, D_v)
+        As ``tiled_attention`` (leading dims broadcast; any device; float16/bfloat16 work in float32).
+    block_q, block_k : int, optional
+        Tile sizes; default 256 x 256 (the fastest on the course's 2-core CPU, `attnlab bench`).
+    causal, scale :
+        As ``tiled_attention`` (end-aligned causal rule; default scale 1/sqrt(D)).
+
+    Returns
+    -------
+    output : Tensor, shape (..., L, D_v), q's dtype
+    lse : Tensor, shape (..., L)
+        Natural-log log-sum-exp, float32 for half inputs; a query that sees no key gets output 0 and -inf.
+
+    Notes
+    -----
+    The state per query is (shift, l, acc) with l = sum_j 2^(s_j - shift) and acc = sum_j 2^(s_j - shift)
+    v_j (s in base-2 units): the online softmax of ``tiled_attention`` with m replaced by any shift that is
+    at least the running max minus 16. At the end, output = acc / l and lse = (shift + log2 l) * ln 2.
+    On a GPU the check costs a device sync per tile, so there every tile takes the exact step.
+    """
+    ### BEGIN HINTS
+    # 1. Flatten the (broadcast) leading dims to n. qa = [q * scale * log2 e, 0] (n, L, D + 1); kt = [k^T; 1]
+    #    (n, D + 1, S); v (n, S, D_v); all in the working dtype. One tile buffer (n, block_q, block_k).
+    # 2. Per query block: shift = 0, l = 0, acc = 0; the last column of qa's rows is -shift (a view).
+    #    Per key block: s = qa_i @ kt_j (out=tile; baddbmm with a 0/-inf bias on diagonal causal tiles).
+    #    Fast step (CPU, not the first tile): s.exp2_(); r = s.sum(-1); if r.max() <= 2 ** 16: l += r,
+    #    acc.baddbmm_(s, v_j), next tile. Otherwise (and for the first tile) the exact step: recompute s
+    #    with shift 0, new = max(shift, rowmax) (only rowmax where l == 0; 0 where -inf), c = exp2(shift -
+    #    new) (0 where l == 0), s = exp2(s - new), l = c l + sum, acc = c acc + s v_j, shift = new.
+    # 3. output = acc / l (0 where l == 0); lse = (shift + log2 l) / log2 e (-inf where l == 0).
+    ### END HINTS
+    ### BEGIN SOLUTION
+    L, S, D, D_v = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    block_q, block_k = block_q or 256, block_k or 256
+    work = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+    device = q.device
+    lead = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    n = math.prod(lead)
+    # operands laid out once: q in base-2 units with a last column for -shift; k^T with a last row of ones
+    qa = torch.empty(n, L, D + 1, dtype=work, device=device)
+    torch.mul(q.expand(lead + (L, D)).reshape(n, L, D).to(work), scale * LOG2E, out=qa[..., :D])
+    kt = torch.ones(n, D + 1, S, dtype=work, device=device)
+    kt[:, :D] = k.expand(lead + (S, D)).reshape(n, S, D).transpose(1, 2)
+    vw = v.expand(lead + (S, D_v)).reshape(n, S, D_v).to(work)
+    output = torch.empty(n, L, D_v, dtype=work, device=device)
+    lse = torch.empty(n, L, dtype=work, device=device)
+    tile = torch.empty(n, block_q, block_k, dtype=work, device=device)  # the only (.., bq, bk) buffer
+    offset = S - L  # query i sees keys j <= i + offset
+    lazy, limit, biases = device.type == "cpu", 2.0 ** 16, {}
+
+    def diagonal_bias(i0, i1, j0, j1):  # 0 where visible, -inf in the future; depends on (i0 - j0) only
+        key = (i1 - i0, j1 - j0, i0 + offset - j0)
+        if key not in biases:
+            visible = (torch.arange(j0, j1, device=device)[None, :]
+                       <= torch.arange(i0, i1, device=device)[:, None] + offset)  # (bq, bk)
+            biases[key] = torch.zeros(visible.shape, dtype=work, device=device).masked_fill_(~visible, -math.inf)
+        return biases[key]
+
+    for i0 in range(0, L, block_q):
+        i1 = min(i0 + block_q, L)
+        qi = qa[:, i0:i1]  # (n, bq, D + 1)
+        neg_shift = qi[..., D:]  # (n, bq, 1): a view into the product's operand
+        shift = torch.zeros(n, i1 - i0, 1, dtype=work, device=device)
+        l = torch.zeros(n, i1 - i0, 1, dtype=work, device=device)
+        acc = torch.zeros(n, i1 - i0, D_v, dtype=work, device=device)
+        key_end = min(S, i1 + offset) if causal else S
+        for j0 in range(0, max(key_end, 0), block_k):
+            j1 = min(j0 + block_k, S)
+            s = tile[:, :i1 - i0, :j1 - j0]  # (n, bq, bk)
+            straddles = causal and j1 - 1 > i0 + offset
+            for exact in ((False, True) if lazy and j0 > 0 else (True,)):
+                if exact:
+                    neg_shift.zero_()  # the exact step starts from the raw scores
+                if straddles:
+                    torch.baddbmm(diagonal_bias(i0, i1, j0, j1), qi, kt[:, :, j0:j1], out=s)
+                else:
+                    torch.bmm(qi, kt[:, :, j0:j1], out=s)  # scores - shift, base-2 units
+                if not exact:  # fast step: keep the shift if no row rose more than 16 octaves above it
+                    s.exp2_()
+                    row_sum = s.sum(-1, keepdim=True)  # (n, bq, 1)
+                    if row_sum.max().item() <= limit:  # NaN or inf compare False: exact step
+                        l += row_sum
+                        acc.baddbmm_(s, vw[:, j0:j1])
+                        break
+                    continue
+                seen = l > 0  # (n, bq, 1): rows with something accumulated
+                new = s.amax(-1, keepdim=True)
+                new = torch.where(seen, torch.maximum(shift, new), new)
+                new = torch.where(new == -math.inf, torch.zeros_like(new), new)  # nothing visible yet
+                c = torch.where(seen, torch.exp2(shift - new), torch.zeros_like(new))  # <= 1
+                s.sub_(new).exp2_()
+                l.mul_(c).add_(s.sum(-1, keepdim=True))
+                acc.mul_(c).baddbmm_(s, vw[:, j0:j1])
+                shift = new
+                torch.neg(shift, out=neg_shift)
+        seen = l > 0
+        safe_l = torch.where(seen, l, torch.ones_like(l))
+        torch.div(acc, safe_l, out=output[:, i0:i1])
+        lse[:, i0:i1] = torch.where(seen, (shift + torch.log2(safe_l)) / LOG2E, -math.inf).squeeze(-1)
+    return output.reshape(lead + (L, D_v)).to(q.dtype), lse.reshape(lead + (L,))
+    ### END SOLUTION

@@ -32,10 +32,13 @@
 # - the log-sum-exp output: what the backward pass needs, and how it merges attention over two halves of
 #   the keys (the split-KV idea behind Flash-Decoding);
 # - the IO model of Dao et al. 2022: $\Theta(Nd + N^2)$ against $\Theta(N^2 d^2 / M)$ slow-memory accesses;
-# - the same kernel on CPU and GPU against PyTorch's `scaled_dot_product_attention`.
+# - the same kernel on CPU and GPU against PyTorch's `scaled_dot_product_attention`;
+# - where a tiled kernel's time goes on a CPU, and four changes that bring a Python-level kernel close to
+#   PyTorch's fused one.
 #
 # **You will build**, in `src/attnlab/flash.py`: `online_softmax` (NumPy), then `online_softmax_update`
-# and `tiled_attention` (PyTorch, any device), each on top of the one before.
+# and `tiled_attention` (PyTorch, any device), each on top of the one before; and, as a challenge,
+# `fast_tiled_attention`, the same kernel made fast on a CPU.
 #
 # Shape legend: B batch, H heads, L queries, S keys/values, D query/key width, D_v value width; `bq`, `bk`
 # the query and key tile sizes. The FlashAttention paper writes $N$ for the sequence length and $d$ for the
@@ -51,6 +54,7 @@ attnlab = use_package()
 
 # %%
 import math
+import os
 import platform
 import time
 
@@ -62,6 +66,7 @@ from matplotlib.ticker import NullFormatter
 
 from autograde import bench
 
+QUICK = os.environ.get("ATTNLAB_QUICK") == "1"  # CI smoke runs only: a shorter race in section 9
 torch.set_num_threads(1)  # a shared 2-core machine: one thread gives steady timings
 CPU = bench.machine("cpu")
 MEASURED_ON = f"{platform.machine()} CPU, torch {torch.__version__}, 1 thread"
@@ -687,6 +692,108 @@ plt.show()
 # CPU flash kernel) that keeps each tile in registers or SRAM and writes only the output and the log-sum-exp.
 
 # %% [markdown]
+# ## 9. Challenge: a fast tiled kernel, still in Python
+#
+# Section 8 blamed the Python loop. Part of the blame is fair, but the bigger cost is elsewhere. Per tile,
+# the loop does two matrix products, the real work ($4 \cdot bq \cdot bk \cdot D$ FLOPs), and several
+# elementwise passes over the `(bq, bk)` tile: a max, a subtraction, an exp, a sum, plus the rescales. On a
+# CPU each pass is a trip through memory and the exp is costly. Below, each operation on one tile is timed
+# alone: 8 heads, `bq = bk = 256`, $D = 64$, one thread.
+
+# %%
+n_heads, bq, bk = 8, 256, 256
+qt, kt_tile = torch.randn(n_heads, bq, 64), torch.randn(n_heads, 64, bk)
+vt, acc_t = torch.randn(n_heads, bk, 64), torch.zeros(n_heads, bq, 64)
+tile_t, m_t = torch.empty(n_heads, bq, bk), torch.randn(n_heads, bq, 1)
+scores_t = torch.randn(n_heads, bq, bk) * 3
+shifted_t = scores_t - scores_t.amax(-1, keepdim=True)  # what exp sees: scores minus their row max
+ops = {  # name -> one call on one tile
+    "q k^T (bmm)": lambda: torch.bmm(qt, kt_tile, out=tile_t),
+    "row max": lambda: scores_t.amax(-1, keepdim=True),
+    "subtract max": lambda: torch.sub(scores_t, m_t, out=tile_t),
+    "exp": lambda: torch.exp(shifted_t, out=tile_t),
+    "exp2": lambda: torch.exp2(shifted_t, out=tile_t),
+    "row sum": lambda: scores_t.sum(-1, keepdim=True),
+    "p v (baddbmm)": lambda: acc_t.baddbmm_(tile_t, vt),
+}
+micro = {name: seconds(lambda f=f: [f() for _ in range(20)], repeat=5) / 20 * 1e6 for name, f in ops.items()}
+fig, ax = plt.subplots(figsize=(7, 2.8))
+colours = ["tab:blue" if "bmm" in name else ("tab:red" if name.startswith("exp") else "tab:gray") for name in micro]
+ax.barh(list(micro), list(micro.values()), color=colours)
+for y, value in enumerate(micro.values()):
+    ax.text(value, y, f" {value:.0f}", va="center", fontsize=8)
+ax.invert_yaxis()
+ax.set(xlabel="microseconds per tile (8 heads x 256 x 256)",
+       title=f"one tile, operation by operation ({MEASURED_ON})")
+plt.tight_layout()
+plt.show()
+gemm = micro["q k^T (bmm)"] + micro["p v (baddbmm)"]
+print(f"matrix products {gemm:.0f} us; teaching loop's extra passes (max, subtract, exp, sum) "
+      f"{micro['row max'] + micro['subtract max'] + micro['exp'] + micro['row sum']:.0f} us; "
+      f"exp2 instead of exp saves {micro['exp'] - micro['exp2']:.0f} us")
+
+# %% [markdown]
+# The matrix products are the floor: PyTorch's fused CPU kernel (SDPA) also does them, so a kernel can only
+# approach SDPA by shrinking everything else. `fast_tiled_attention` keeps the same algorithm and removes
+# passes with four changes:
+#
+# 1. **`exp2` instead of `exp`.** $e^{x} = 2^{x \log_2 e}$, so multiplying $q$ once by
+#    $\text{scale} \cdot \log_2 e$ puts the scores in base-2 units and `exp2` does the rest (faster, as
+#    measured above). FlashAttention-2's CUDA code does the same.
+# 2. **The shift rides in the product.** Give $q$ one more column holding $-c$ (the current shift of each
+#    query) and $k^\top$ one more row of ones: $[q, -c]\,[k^\top; 1] = qk^\top - c$. The subtraction
+#    pass is gone.
+# 3. **Lazy rescaling.** The state $(c, l, \mathrm{acc})$ is exact for *any* shift $c$, because $c$
+#    cancels in $\mathrm{acc}/l$; the running max is only there to stop $2^{s - c}$ overflowing. So the
+#    shift is kept while every row's sum of the new tile stays at most $2^{16}$ (which bounds every term by
+#    $2^{16}$, far from float32's limit of about $2^{128}$). Then the row max, the rescale of $l$ and
+#    $\mathrm{acc}$ are all skipped; for typical scores, once the first tile has set the shift, that is almost every tile. A
+#    tile that breaks the bound is recomputed with the exact step, so
+#    only the speed depends on the data, never the result. FlashAttention-4 (Dao and collaborators, 2025)
+#    uses the same idea on GPUs: it rescales only when the maximum has grown by more than a threshold.
+# 4. **In place, one buffer.** Products are written into one preallocated tile (`out=`) and accumulated
+#    with `baddbmm_`. A diagonal causal tile gets its mask added inside the product (`baddbmm` with a
+#    cached 0 / $-\infty$ tile), and tiles wholly in the future are skipped as before.
+#
+# **Implement** `fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scale=None)` in
+# `src/attnlab/flash.py`: the same contract as `tiled_attention` (returns `(output, lse)`, any leading
+# dims, L != S, end-aligned causal, float32 work for half inputs, output 0 and lse $-\infty$ for a query
+# that sees no key), default tiles 256 x 256. It is graded by the same oracle and cases as
+# `tiled_attention` (memory cap included), plus scores that jump far above the shift after the first tile
+# and scores that fall below it. How fast it is never affects the grade: `attnlab bench --learner` times it.
+
+# %% tags=["check"]
+check("flash.fast_tiled_attention")
+
+# %% [markdown]
+# Both kernels against SDPA, timed in turns (sdpa, tiled, fast, sdpa, ...) so that a noisy moment on the
+# machine slows all three alike; the median of each, B = 1, H = 8, D = 64, float32, one thread:
+
+# %%
+from attnlab.flash import fast_tiled_attention
+
+L_race = 1024 if QUICK else 4096
+q, k, v = (torch.randn(1, 8, L_race, 64) for _ in range(3))
+race = {"sdpa": lambda c: F.scaled_dot_product_attention(q, k, v, is_causal=c),
+        "tiled (128 x 128)": lambda c: tiled_attention(q, k, v, causal=c)[0],
+        "fast (256 x 256)": lambda c: fast_tiled_attention(q, k, v, causal=c)[0]}
+for causal in (False, True):
+    times = {name: [] for name in race}
+    for name, f in race.items():
+        f(causal)  # warm-up
+    for _ in range(3):
+        for name, f in race.items():
+            started = time.perf_counter()
+            f(causal)
+            times[name].append(time.perf_counter() - started)
+    med = {name: sorted(ts)[1] for name, ts in times.items()}
+    error = (race["fast (256 x 256)"](causal) - race["sdpa"](causal)).abs().max()
+    print(f"L = S = {L_race}, {'causal' if causal else 'non-causal'}: "
+          + ", ".join(f"{name} {t * 1e3:.0f} ms ({t / med['sdpa']:.2f}x SDPA)" for name, t in med.items())
+          + f"; fast vs SDPA max error {error:.1e}")
+del q, k, v
+
+# %% [markdown]
 # ## Summary
 #
 # | idea | what to remember | where |
@@ -699,6 +806,7 @@ plt.show()
 # | lse | backward recomputes $P = e^{s - \mathrm{lse}}$; merges split keys exactly (Flash-Decoding) | section 6 |
 # | IO model | $\Theta(Nd + N^2)$ vs $\Theta(N^2 d^2/M)$ HBM accesses (Dao et al. 2022) | section 7 |
 # | GPU vs CPU | same code on both; exact against SDPA on each device; speed needs a fused kernel | section 8 |
+# | fast kernel | matrix products are the floor; exp2, shift inside the product, lazy rescaling, in place | section 9 |
 #
 # **Questions answered:** theory-39 (FlashAttention and memory-efficient implementations), qa-14 (the
 # one-liner).
