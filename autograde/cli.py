@@ -6,7 +6,7 @@
     attnlab build [--check]                          regenerate stubs and notebooks from solutions/
     attnlab classroom ...                            nbgrader course (see docs/classroom.md)
     attnlab list                                     every exercise with its points
-    attnlab bench [--lengths 4096,16384] [--device cpu|cuda|all] ...   tiled kernel vs SDPA vs naive (bench.py)
+    attnlab bench [--quick] [--learner] [--lengths ...] ...  naive, SDPA and the tiled kernels timed (bench.py)
     attnlab cards [--out FILE] [--check]             the interview review deck, docs/cards.html (cards.py)
     attnlab latency [--notebooks NN ...] [--skip ...]  check, grade, notebook and nbgrader times (latency.py)
 """
@@ -63,8 +63,8 @@ def _parser():
 
     sub.add_parser("list", help="list exercises")
 
-    sub.add_parser("bench", add_help=False, help="time attnlab.flash.tiled_attention against PyTorch's SDPA and "
-                   "naive attention on CPU and GPU (see `attnlab bench --help`)")
+    sub.add_parser("bench", add_help=False, help="naive attention, PyTorch's SDPA and the tiled kernels (the course's and, "
+                   "with --learner, yours) side by side on CPU and GPU (see `attnlab bench --help`)")
 
     sub.add_parser("cards", add_help=False, help="write the interview review deck (see `attnlab cards --help`)")
     sub.add_parser("latency", add_help=False, help="time check, grade, every notebook and nbgrader autograde "

@@ -1,4 +1,5 @@
-"""Grader for attnlab.flash (notebook 08): online_softmax, online_softmax_update and tiled_attention.
+"""Grader for attnlab.flash (notebook 08): online_softmax, online_softmax_update, tiled_attention and the
+challenge fast_tiled_attention.
 
 online_softmax (NumPy in, NumPy out) is graded in the module's PyTorch worker (profile "torch"), not in a
 NumPy worker: a "numpy" profile worker makes `import torch` fail, and flash.py, a PyTorch module whose other
@@ -27,6 +28,11 @@ as they run. The proof that the kernel is tiled is the kernel's: the "memory bud
 worker whose address space is limited to what it uses after importing torch plus 64 MiB (confirmed by the
 judge from /proc/<pid>/limits before and after), on L = S = 8192, where one float32 L x S score matrix is
 256 MiB. The GPU cases run where the grader has CUDA, and are skipped (not counted) elsewhere.
+
+fast_tiled_attention (the challenge: the same kernel made fast on a CPU) has tiled_attention's contract,
+oracle and cases (but the default-tile one: its tiles default to 256 x 256), plus cases aimed at what its
+speed-ups can break (scores that jump far above the kept shift, scores that fall far below it). Its speed is
+never graded: `attnlab bench --learner` measures it.
 """
 import dataclasses
 import math
@@ -879,13 +885,14 @@ fast.cases.extend(c for c in tiled.cases if not c.name.startswith("default block
 
 
 @fast.case("default tiles, causal L=S=600, (2, 3) heads, D=64", "the default 256 x 256 tiles, partial at the end; "
-           "diagonal tiles masked, later tiles folded in without moving the shift")
+           "causal: diagonal tiles masked, tiles wholly in the future skipped")
 def _(t):
     _check(t, *qkv(t.rng, lead=(2, 3), L=600, S=600, D=64, D_v=64, dtype="float32", torch=True), causal=True)
 
 
-@fast.case("scores that jump by ~2^40 after the first tile, blocks 8 x 8", "a tile whose scores rise far above "
-           "the current shift must move it (exact step) instead of overflowing")
+@fast.case("scores that jump after the first tile (keys x 40), blocks 8 x 8", "keys after the first tile are "
+           "scaled by 40, so each row's best later score lies far more than 16 (base 2) above the shift: such a "
+           "tile must move the shift (exact step) instead of overflowing")
 def _(t):
     import torch
 
@@ -895,8 +902,9 @@ def _(t):
     _check(t, q.float(), (k * jump).float(), v.float(), block_q=8, block_k=8, scale=1.0)
 
 
-@fast.case("scores that fall after the first tile, blocks 8 x 8", "later tiles far below the shift add tiny "
-           "terms: exact, no NaN, no rescale needed")
+@fast.case("scores that fall after the first tile, blocks 8 x 8", "later tiles score far below the shift: "
+           "their terms are tiny (some underflow to 0, negligible next to l >= 1); exact, no NaN, no rescale "
+           "needed")
 def _(t):
     import torch
 
@@ -943,8 +951,8 @@ def _(q, k, v, block_q=None, block_k=None, causal=False, scale=None):
 
 
 @fast.mutant("shift never moved after the first tile", "check each tile's row sums (<= 2^16) before keeping the "
-             "shift: when scores rise more than 16 octaves above it, take the exact step (move the shift to the "
-             "new max, rescale l and acc by exp2(old - new))")
+             "shift: when a row sum exceeds 2^16 (as it must once a score is more than 16 above the shift, base "
+             "2), take the exact step (move the shift up to the new max, rescale l and acc by exp2(old - new))")
 def _(q, k, v, block_q=None, block_k=None, causal=False, scale=None):
     import torch
 

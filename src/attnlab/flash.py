@@ -172,19 +172,24 @@ LOG2E = 1.4426950408889634  # log2(e): exp(x) = exp2(x * log2 e)
 def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scale=None):
     """``tiled_attention``, rewritten for speed on a CPU: same arguments, same results, same memory bound.
 
-    The challenge of notebook 08: the straightforward loop spends as long on bookkeeping (max, subtract,
-    exp, sum, rescale: each a pass over the tile) as on the two matrix products. This version keeps the
-    products and removes passes, with four changes (each also used by FlashAttention-2 and later kernels):
+    The challenge of notebook 08: on a CPU the straightforward loop can spend about as long on its
+    elementwise passes over each tile (max, subtract, exp, sum) as on the two matrix products. This version
+    keeps the products and removes passes, with four changes (the first and third have counterparts in
+    FlashAttention's GPU kernels; notebook 08, section 9):
 
     1. **exp2 instead of exp.** q is multiplied once by ``scale * log2(e)``, so scores are in base-2 units
-       and ``exp2`` replaces ``exp`` (cheaper on CPUs and GPUs; FlashAttention-2 does the same).
-    2. **The shift rides in the matrix product.** q gets one more column holding ``-shift`` and k^T one
-       more row of ones, so ``[q, -shift] @ [k^T; 1] = q k^T - shift``: no subtraction pass.
-    3. **Lazy rescaling.** The shift is moved to the running max only when a tile's scores exceed it by
-       more than 16 octaves (FlashAttention-4's conditional rescaling). Otherwise the tile is folded in
-       with its exponentials <= 2^16, finite in float32, and the max, the rescale of l and acc are
-       skipped. A tile that breaks the bound (its row sums exceed 2^16) is recomputed exactly, so the
-       result never depends on the data being friendly: only the speed does.
+       and ``exp2`` replaces ``exp`` (the hardware instruction on GPUs, where FlashAttention-2's code uses
+       it too; on a CPU, notebook 08 times both).
+    2. **The shift rides in the matrix product.** q (bq, D) gets one more column holding ``-shift`` (bq, 1)
+       and k^T (D, bk) one more row of ones, so ``[q, -shift] @ [k^T; 1] = q k^T - shift`` (bq, bk): no
+       subtraction pass.
+    3. **Lazy rescaling.** A tile is folded in with the old shift when every row sum of its exponentials is
+       at most 2^16 (so every term is <= 2^16, finite in float32): no max, no rescale of l and acc. A tile
+       whose row sums exceed 2^16 (always the case when a score rises more than 16 above the shift, in
+       base-2 units), or are inf or NaN, is recomputed with the exact step, which raises the shift to the
+       tile's row max where that is higher. So the data decide the speed, never the exactness.
+       FlashAttention-4's conditional softmax rescaling (Zadouri et al. 2026) is the same idea, with a
+       threshold on the max.
     4. **In place, one tile buffer**, products written with ``out=`` and accumulated with ``baddbmm_``;
        causal key tiles wholly in the future are skipped and a diagonal tile's mask is added inside the
        product (``baddbmm``), from a cache of additive 0 / -inf tiles.
@@ -194,7 +199,7 @@ def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scal
     q, k, v : Tensor, shapes (..., L, D), (..., S, D), (..., S, D_v)
         As ``tiled_attention`` (leading dims broadcast; any device; float16/bfloat16 work in float32).
     block_q, block_k : int, optional
-        Tile sizes; default 256 x 256 (the fastest on the course's 2-core CPU, `attnlab bench`).
+        Tile sizes; default 256 x 256 (chosen with `attnlab bench` on the course's 2-core CPU).
     causal, scale :
         As ``tiled_attention`` (end-aligned causal rule; default scale 1/sqrt(D)).
 
@@ -207,18 +212,22 @@ def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scal
     Notes
     -----
     The state per query is (shift, l, acc) with l = sum_j 2^(s_j - shift) and acc = sum_j 2^(s_j - shift)
-    v_j (s in base-2 units): the online softmax of ``tiled_attention`` with m replaced by any shift that is
-    at least the running max minus 16. At the end, output = acc / l and lse = (shift + log2 l) * ln 2.
-    On a GPU the check costs a device sync per tile, so there every tile takes the exact step.
+    v_j (s in base-2 units): the online softmax of ``tiled_attention`` with m replaced by a shift between
+    the running max minus 16 and the running max. Any finite shift cancels in acc / l; these bounds only
+    keep every term at most 2^16 and the largest at least 1, so nothing overflows and l > 0. At the end,
+    output = acc / l and lse = (shift + log2 l) * ln 2. On a GPU the check costs a device sync per tile,
+    so there every tile takes the exact step.
     """
-    # 1. Flatten the (broadcast) leading dims to n. qa = [q * scale * log2 e, 0] (n, L, D + 1); kt = [k^T; 1]
-    #    (n, D + 1, S); v (n, S, D_v); all in the working dtype. One tile buffer (n, block_q, block_k).
-    # 2. Per query block: shift = 0, l = 0, acc = 0; the last column of qa's rows is -shift (a view).
+    # 1. Flatten the (broadcast) leading dims to n. kt = [k^T; 1] (n, D + 1, S) and v (n, S, D_v) in the
+    #    working dtype; one tile buffer (n, block_q, block_k).
+    # 2. Per query block: qa = [q_i * scale * log2 e, 0] (n, bq, D + 1), whose last column is -shift;
+    #    shift = 0, l = 0, acc = 0.
     #    Per key block: s = qa_i @ kt_j (out=tile; baddbmm with a 0/-inf bias on diagonal causal tiles).
     #    Fast step (CPU, not the first tile): s.exp2_(); r = s.sum(-1); if r.max() <= 2 ** 16: l += r,
     #    acc.baddbmm_(s, v_j), next tile. Otherwise (and for the first tile) the exact step: recompute s
     #    with shift 0, new = max(shift, rowmax) (only rowmax where l == 0; 0 where -inf), c = exp2(shift -
-    #    new) (0 where l == 0), s = exp2(s - new), l = c l + sum, acc = c acc + s v_j, shift = new.
+    #    new) (0 where l == 0), s = exp2(s - new), l = c l + sum, acc = c acc + s v_j, shift = new, and
+    #    -new back into qa's last column for the next tile.
     # 3. output = acc / l (0 where l == 0); lse = (shift + log2 l) / log2 e (-inf where l == 0).
     raise NotImplementedError(
         "flash.fast_tiled_attention is not implemented yet: see notebooks/08_flash_attention.ipynb"
