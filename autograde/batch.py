@@ -11,6 +11,7 @@
 * One broken, slow or hostile submission cannot stop the batch: every student is graded in its own
   sandboxed processes, and anything that goes wrong becomes that student's status, not an exception.
 """
+import contextlib
 import csv
 import hashlib
 import io
@@ -22,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from . import registry
+from . import blas, registry
 from .sandbox import remove_stale_copies
 from .runner import STATUSES, UsageError, check_timeout, grade_submission, owned_package, prepare_judge
 
@@ -203,7 +204,10 @@ def grade_batch(submissions, out, workers=1, timeout=None, seed=None, exercise_i
                 if cluster_obj is not None:
                     cluster_obj.close()
     else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        # several judge threads in one process: NumPy's OpenBLAS gets one thread each (autograde.blas: its
+        # threaded kernels can deadlock when two threads call them at once)
+        with (blas.limited(1) if workers > 1 else contextlib.nullcontext()), \
+                ThreadPoolExecutor(max_workers=workers) as pool:
             for fut in as_completed([pool.submit(grade_one, item) for item in todo]):
                 fut.result()
     progress.done()

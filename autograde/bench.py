@@ -497,24 +497,9 @@ def cuda_status():
 
 def set_numpy_threads(n):
     """Best effort: limit NumPy's OpenBLAS to n threads. Returns True when a known setter was found."""
-    import numpy  # noqa: F401  (loads its BLAS)
+    from . import blas
 
-    try:
-        with open("/proc/self/maps") as fh:
-            libraries = sorted({line.split()[-1] for line in fh if "openblas" in line.lower() and "/" in line})
-    except OSError:
-        return False
-    for path in libraries:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for symbol in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
-                       "scipy_openblas_set_num_threads", "openblas_set_num_threads"):
-            if hasattr(lib, symbol):
-                getattr(lib, symbol)(int(n))
-                return True
-    return False
+    return blas.set_threads(n)
 
 
 # ------------------------------------------------------------------------------------ progress bar

@@ -152,3 +152,28 @@ def test_bad_cluster_options_are_one_clear_line(tmp_path, capsys, monkeypatch, a
     assert main(["grade-batch", str(tmp_path / "class"), "--out", str(tmp_path / "out"), *args, "softmax"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_parallel_judge_threads_use_one_blas_thread_each_and_restore_it(tmp_path, monkeypatch):
+    """Two judge threads calling NumPy's threaded OpenBLAS at once can deadlock (it hung grade-batch
+    --workers 2 in dgemm_thread_tn): while the pool runs, OpenBLAS has one thread; afterwards, its old count."""
+    from autograde import blas
+
+    before = blas.get_threads()
+    if before is None:
+        pytest.skip("NumPy's OpenBLAS thread count cannot be read here")
+    seen = []
+    real = batch.grade_submission
+
+    def spy(*args, **kwargs):
+        seen.append(blas.get_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "grade_submission", spy)
+    submissions = _class(tmp_path)
+    assert batch.grade_batch(submissions, tmp_path / "out", workers=2, exercise_ids=IDS, log=open(os.devnull, "w")) == 0
+    assert seen and set(seen) == {1}
+    assert blas.get_threads() == before
+    with blas.limited(1):
+        assert blas.get_threads() == 1
+    assert blas.get_threads() == before
