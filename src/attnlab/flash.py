@@ -216,7 +216,8 @@ def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scal
     the running max minus 16 and the running max. Any finite shift cancels in acc / l; these bounds only
     keep every term at most 2^16 and the largest at least 1, so nothing overflows and l > 0. At the end,
     output = acc / l and lse = (shift + log2 l) * ln 2. On a GPU the check costs a device sync per tile,
-    so there every tile takes the exact step.
+    so there every tile takes the exact step. Forward only: products written with ``out=`` record no
+    gradients, so inputs that require grad raise (``tiled_attention`` supports autograd).
     """
     # 1. Flatten the (broadcast) leading dims to n. kt = [k^T; 1] (n, D + 1, S) and v (n, S, D_v) in the
     #    working dtype; one tile buffer (n, block_q, block_k).
