@@ -342,15 +342,6 @@ def load_kernels(src=None, names=("tiled_attention", "fast_tiled_attention")):
     return {n: (f if callable(f) else None) for n, f in functions.items()}, where
 
 
-def load_tiled(src=None):
-    """tiled_attention from the attnlab package in `src` (see `load_kernels`). Returns (function, where it came
-    from). Raises BenchError."""
-    functions, where = load_kernels(src, names=("tiled_attention",))
-    if functions["tiled_attention"] is None:
-        raise BenchError(f"{where} has no tiled_attention function")
-    return functions["tiled_attention"], where
-
-
 def learner_kernels(src=None):
     """Your kernels as run_benchmark's `learner` mapping: ({"yours:tiled": fn, "yours:fast": fn or None},
     path of flash.py). Raises BenchError."""

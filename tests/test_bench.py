@@ -222,10 +222,9 @@ def test_a_learner_kernel_in_the_notebook_and_the_kept_helpers():
     assert out.shape == (1, 2, 48, 8) and (peak is None or peak >= 0)
     assert bench.median_seconds(lambda: None, "cpu", 3) >= 0 and "thread" in bench.machine("cpu")
     before = sys.modules.get("attnlab")
-    tiled, where = bench.load_tiled(ROOT / "solutions")
-    assert callable(tiled) and where == ROOT / "solutions" / "attnlab" / "flash.py"
-    functions, _ = bench.load_kernels(ROOT / "solutions")
-    assert all(callable(f) for f in functions.values())
+    functions, where = bench.load_kernels(ROOT / "solutions")
+    assert all(callable(f) for f in functions.values()) and where == ROOT / "solutions" / "attnlab" / "flash.py"
+    tiled = functions["tiled_attention"]
     assert sys.modules.get("attnlab") is before  # loading put the importer's modules back
 
     rows = bench.run_benchmark([96], modes=("causal",), kernels=("sdpa",), learner={"yours:tiled": tiled},
