@@ -28,7 +28,8 @@ Measurements. First the machine's own GEMM rate: median of 5 ``torch.mm`` calls 
 2048 x 2048 on the CPU, 8192 x 8192 on a GPU, in the benchmark's dtype. Then, at each (device, mode, L),
 each kernel's first call (its warm-up) is the one whose peak memory is measured; after it, ``--repeat``
 rounds (default 3) are INTERLEAVED: each round calls every kernel once in turn, so machine noise hits them
-alike, and the median per kernel is reported. Columns: median time; achieved FLOP/s, counting
+alike, and the median per kernel is reported. The naive kernels get interleaved rounds of their own, after
+the others' (their gigabytes of fresh memory per call slowed the kernel timed next). Columns: median time; achieved FLOP/s, counting
 4 * B * H * L * S * D FLOPs (half of it when causal); "% GEMM", that rate over the GEMM rate; "x SDPA",
 the median time over SDPA's; "peak MiB", the peak extra memory of one call; "max|err|" against SDPA;
 on GPU rows "GPU/CPU", the CPU median over the GPU median of the same kernel (a speed-up). Peak memory:
@@ -738,15 +739,21 @@ def _run_group(rows, specs, device, dtype, mode, length, memory_run, settings, t
     del reference
     if not memory_run:
         samples = {id(row): [] for _, row in group}
-        for round_index in range(repeat):
-            tick(f"{prefix} round {round_index + 1}/{repeat}")
-            for spec, row in group:  # interleaved: every kernel once per round, in the same order
-                if row["status"] != "pending" or id(row) not in calls:
-                    continue
-                try:
-                    samples[id(row)].append(time_call(calls[id(row)], device))
-                except Exception as exc:
-                    _set_failure(row, spec, exc)
+        # Interleaved rounds, every kernel once per round in the same order, so that machine noise hits them
+        # alike. The naive kernels get rounds of their own, after: their gigabytes of fresh memory per call
+        # slowed the kernel timed next by up to 60% here, and the ratios that matter are the fast kernels'.
+        naive = [pair for pair in group if pair[0].kind in ("naive-numpy", "naive-torch")]
+        for phase in ([pair for pair in group if pair not in naive], naive):
+            for round_index in range(repeat if phase else 0):
+                label = f"{prefix} {'naive ' if phase is naive else ''}round {round_index + 1}/{repeat}"
+                tick(label, advance=phase is not naive or len(naive) == len(group))
+                for spec, row in phase:
+                    if row["status"] != "pending" or id(row) not in calls:
+                        continue
+                    try:
+                        samples[id(row)].append(time_call(calls[id(row)], device))
+                    except Exception as exc:
+                        _set_failure(row, spec, exc)
         for _, row in group:
             if row["status"] == "pending" and samples[id(row)]:
                 row["seconds"] = statistics.median(samples[id(row)])
@@ -851,8 +858,8 @@ def run_benchmark(lengths=LENGTHS, modes=MODES, devices=("cpu",), kernels=None, 
                 for _, _, specs, groups in sections)
     step = [0]
 
-    def tick(label):
-        step[0] += 1
+    def tick(label, advance=True):
+        step[0] += bool(advance)
         if progress is not None:
             progress(min(step[0], total), total, label)
 

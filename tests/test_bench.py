@@ -99,6 +99,25 @@ def test_timed_rounds_call_every_kernel_once_in_turn(monkeypatch):
     assert rows[1]["err_vs_sdpa"] > 0.01 and rows[2]["err_vs_sdpa"] < 1e-5  # zeros vs a correct kernel
 
 
+def test_naive_kernels_get_their_own_rounds_after_the_others(monkeypatch):
+    """Naive attention's gigabytes per call slowed whatever ran next: its rounds come after the others'."""
+    calls = []
+    real_sdpa, real_naive = bench.sdpa, bench.naive_attention
+    monkeypatch.setattr(bench, "sdpa", lambda q, k, v, causal=False: (
+        calls.append("sdpa") if q.shape[-2] != 256 else None, real_sdpa(q, k, v, causal))[1])
+    monkeypatch.setattr(bench, "naive_attention", lambda q, k, v, causal=False: (
+        calls.append("naive") if q.shape[-2] != 256 else None, real_naive(q, k, v, causal))[1])
+    labels = []
+    rows = bench.run_benchmark([64], modes=("full",), kernels=("sdpa", "naive-torch"),
+                               learner={"yours:a": recording("a", calls, real_naive)}, repeat=2, heads=2,
+                               gemm_size=64, progress=lambda step, total, label: labels.append((step, total, label)))
+    assert calls == ["sdpa", "naive", "a"] + ["sdpa", "a"] * 2 + ["naive"] * 2
+    assert all(r["calls"] == 2 and r["status"] == "ok" for r in rows)
+    naive_labels = [(step, label) for step, _, label in labels if "naive round" in label]
+    assert len(naive_labels) == 2 and naive_labels[0][0] == naive_labels[1][0]  # shown, not counted twice
+    assert labels[-1][0] == labels[-1][1]  # the bar ends full
+
+
 def test_the_median_comes_from_the_rounds_and_the_fastest_block_is_kept(monkeypatch):
     """A mock clock: each call of a kernel returns the next of its scripted durations."""
     script = {"sdpa": [9.0, 2.0, 4.0, 3.0], "tiled": [5.0, 1.0, 7.0, 6.0, 6.0, 3.0, 8.0]}
