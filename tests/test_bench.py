@@ -384,3 +384,12 @@ def test_the_progress_bar_redraws_on_a_terminal_and_prints_lines_otherwise():
     tty.close()
     assert tty.stream.text.count("\r") == 2 and tty.stream.text.endswith("\n")
     assert "\n" not in tty.stream.text[:-1]
+
+
+def test_the_gemm_rate_is_measured_before_and_after_and_the_higher_counts(monkeypatch):
+    rates = [50.0, 80.0]
+    monkeypatch.setattr(bench, "gemm_gflops", lambda *args, **kwargs: rates.pop(0))
+    rows = bench.run_benchmark([64], modes=("full",), kernels=("sdpa",), repeat=1, heads=2)
+    assert not rates and rows[0]["gemm_gflops"] == 80.0
+    assert abs(rows[0]["pct_gemm"] - 100 * rows[0]["gflops"] / 80.0) < 1e-9
+    assert "80.0 GF/s" in bench.summary(rows)
