@@ -797,8 +797,8 @@ _mutant("future block skip too early", "skip a key tile only when it is in the f
         "query block (of its last query, i1 - 1), not of its first", skip_from_first_query=True)
 
 
-@tiled.mutant("materialising L x S", MATERIALISE_HINT)
-def _(q, k, v, block_q=128, block_k=128, causal=False, scale=None):
+def _full_scores(q, k, causal, scale):
+    """(the whole (..., L, S) scaled score matrix, -inf in the end-aligned future when causal; working dtype)."""
     import torch
 
     L, S = q.shape[-2], k.shape[-2]
@@ -806,6 +806,14 @@ def _(q, k, v, block_q=128, block_k=128, causal=False, scale=None):
     s = (q.to(work) @ k.to(work).transpose(-1, -2)) * (q.shape[-1] ** -0.5 if scale is None else scale)
     if causal:
         s = s.masked_fill(torch.arange(S)[None, :] > torch.arange(L)[:, None] + (S - L), float("-inf"))
+    return s, work
+
+
+@tiled.mutant("materialising L x S", MATERIALISE_HINT)
+def _(q, k, v, block_q=128, block_k=128, causal=False, scale=None):
+    import torch
+
+    s, work = _full_scores(q, k, causal, scale)
     lse = torch.logsumexp(s, dim=-1)
     weights = torch.nan_to_num(torch.exp(s - lse[..., None]), nan=0.0)
     return (weights @ v.to(work)).to(q.dtype), lse
@@ -956,11 +964,7 @@ def _(q, k, v, block_q=None, block_k=None, causal=False, scale=None):
 def _(q, k, v, block_q=None, block_k=None, causal=False, scale=None):
     import torch
 
-    L, S = q.shape[-2], k.shape[-2]
-    work = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
-    s = (q.to(work) @ k.to(work).transpose(-1, -2)) * (q.shape[-1] ** -0.5 if scale is None else scale)
-    if causal:
-        s = s.masked_fill(torch.arange(S)[None, :] > torch.arange(L)[:, None] + (S - L), float("-inf"))
+    s, work = _full_scores(q, k, causal, scale)
     first = s[..., : block_k or 256].amax(-1, keepdim=True)  # the shift of the first tile, kept for good
     shift = torch.where(torch.isinf(first), torch.zeros_like(first), first)
     p = torch.exp(s - shift)
