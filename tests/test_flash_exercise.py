@@ -11,6 +11,7 @@
 """
 import shutil
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,26 @@ def test_a_broken_helper_costs_its_own_points_and_only_the_memory_case_of_the_ke
     failing = [t["name"] for t in tiled["tests"] if not t["passed"] and not t.get("skipped")]
     assert failing == [next(c.name for c in registry.get("flash.tiled_attention").cases if c.memory_budget_mb)], \
         _failures(tiled)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_the_fast_kernel_shares_query_blocks_among_threads_with_the_same_bits(sol, causal, monkeypatch):
+    """threads=3 runs three threads, each on one core, computes every query block exactly as one thread does
+    (each block is independent), puts PyTorch's thread count back, and a thread's error reaches the caller."""
+    g = torch.Generator().manual_seed(7)
+    q, k = torch.randn(2, 3, 700, 40, generator=g), torch.randn(2, 3, 1100, 40, generator=g)
+    v = torch.randn(2, 3, 1100, 24, generator=g)
+    before, calls, set_threads = torch.get_num_threads(), [], torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append((threading.get_ident(), n)), set_threads(n)))
+    one = sol.fast_tiled_attention(q, k, v, block_q=128, block_k=96, causal=causal, threads=1)
+    assert calls == []
+    three = sol.fast_tiled_attention(q, k, v, block_q=128, block_k=96, causal=causal, threads=3)
+    workers = {ident for ident, n in calls if n == 1}
+    assert len(workers) == 3 and threading.get_ident() not in workers, calls
+    assert torch.get_num_threads() == before
+    assert torch.equal(one[0], three[0]) and torch.equal(one[1], three[1])
+    expected, _ = ref.tiled_attention(q.double(), k.double(), v.double(), causal=causal)
+    assert torch.allclose(three[0].double(), expected, atol=1e-5)
+    with pytest.raises(RuntimeError):  # out= refuses inputs that require grad, inside a worker thread
+        sol.fast_tiled_attention(q.requires_grad_(), k, v, block_q=128, threads=2)
+    assert torch.get_num_threads() == before

@@ -19,6 +19,8 @@ this module (so ``import torch`` at the top of this file is fine), with NumPy in
 softmax may not be called inside it.
 """
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -227,13 +229,14 @@ def tiled_attention(q, k, v, block_q=128, block_k=128, causal=False, scale=None)
 LOG2E = 1.4426950408889634  # log2(e): exp(x) = exp2(x * log2 e)
 
 
-def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scale=None):
-    """``tiled_attention``, rewritten for speed on a CPU: same arguments, same results, same memory bound.
+def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scale=None, threads=None):
+    """``tiled_attention``, rewritten for speed on a CPU: same arguments (and ``threads``), same results, same
+    memory bound.
 
     The challenge of notebook 08: on a CPU the straightforward loop can spend about as long on its
     elementwise passes over each tile (max, subtract, exp, sum) as on the two matrix products. This version
-    keeps the products and removes passes, with four changes (the first and third have counterparts in
-    FlashAttention's GPU kernels; notebook 08, section 9):
+    keeps the products, removes passes and shares the work among threads, with five changes (the first,
+    third and fifth have counterparts in FlashAttention's GPU kernels; notebook 08, section 9):
 
     1. **exp2 instead of exp.** q is multiplied once by ``scale * log2(e)``, so scores are in base-2 units
        and ``exp2`` replaces ``exp`` (the hardware instruction on GPUs, where FlashAttention-2's code uses
@@ -248,9 +251,13 @@ def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scal
        tile's row max where that is higher. So the data decide the speed, never the exactness.
        FlashAttention-4's conditional softmax rescaling (Zadouri et al. 2026) is the same idea, with a
        threshold on the max.
-    4. **In place, one tile buffer**, products written with ``out=`` and accumulated with ``baddbmm_``;
-       causal key tiles wholly in the future are skipped and a diagonal tile's mask is added inside the
-       product (``baddbmm``), from a cache of additive 0 / -inf tiles.
+    4. **In place, one tile buffer per thread**, products written with ``out=`` and accumulated with
+       ``baddbmm_``; causal key tiles wholly in the future are skipped and a diagonal tile's mask is added
+       inside the product (``baddbmm``), from a cache of additive 0 / -inf tiles.
+    5. **Threads share the query blocks, not each operation.** Query blocks are independent (FlashAttention-2
+       parallelises over them, Dao 2023). On a CPU with several threads, each thread takes the next query
+       block, longest first when causal, and runs its products and passes on one core, instead of every
+       small operation being split across all cores and joined again.
 
     Parameters
     ----------
@@ -260,6 +267,10 @@ def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scal
         Tile sizes; default 256 x 256 (chosen with `attnlab bench` on the course's 2-core CPU).
     causal, scale :
         As ``tiled_attention`` (end-aligned causal rule; default scale 1/sqrt(D)).
+    threads : int, optional
+        CPU threads sharing the query blocks; default ``torch.get_num_threads()``, and always 1 on a GPU. While
+        they run, each sets PyTorch's thread count to 1 for itself; the caller's count is restored at the end.
+        The results do not depend on it (each query block is computed the same way by whichever thread).
 
     Returns
     -------
@@ -289,6 +300,8 @@ def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scal
     #    new) (0 where l == 0), s = exp2(s - new), l = c l + sum, acc = c acc + s v_j, shift = new, and
     #    -new back into qa's last column for the next tile.
     # 3. output = acc / l (0 where l == 0); lse = (shift + log2 l) / log2 e (-inf where l == 0).
+    # 4. Optional, for speed with several CPU threads: put steps 2-3 in a function that takes query blocks
+    #    from a shared queue, and run it in `threads` Python threads, each after torch.set_num_threads(1).
     ### END HINTS
     ### BEGIN SOLUTION
     L, S, D, D_v = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
@@ -305,8 +318,6 @@ def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scal
     vw = v.expand(lead + (S, D_v)).reshape(n, S, D_v).to(work)
     output = torch.empty(n, L, D_v, dtype=work, device=device)
     lse = torch.empty(n, L, dtype=work, device=device)
-    tile = torch.empty(n, block_q, block_k, dtype=work, device=device)  # the only (.., bq, bk) buffer
-    qa = torch.empty(n, block_q, D + 1, dtype=work, device=device)
     offset = S - L  # query i sees keys j <= i + offset
     lazy, limit, biases = device.type == "cpu", 2.0 ** 16, {}
 
@@ -318,47 +329,73 @@ def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scal
             biases[key] = torch.zeros(visible.shape, dtype=work, device=device).masked_fill_(~visible, -math.inf)
         return biases[key]
 
-    for i0 in range(0, L, block_q):
-        i1 = min(i0 + block_q, L)
-        qi = qa[:, :i1 - i0]  # (n, bq, D + 1)
-        torch.mul(qf[:, i0:i1].to(work), scale * LOG2E, out=qi[..., :D])
-        neg_shift = qi[..., D:]  # (n, bq, 1): a view into the product's operand
-        shift = torch.zeros(n, i1 - i0, 1, dtype=work, device=device)
-        l = torch.zeros(n, i1 - i0, 1, dtype=work, device=device)
-        acc = torch.zeros(n, i1 - i0, D_v, dtype=work, device=device)
-        key_end = min(S, i1 + offset) if causal else S
-        for j0 in range(0, max(key_end, 0), block_k):
-            j1 = min(j0 + block_k, S)
-            s = tile[:, :i1 - i0, :j1 - j0]  # (n, bq, bk)
-            straddles = causal and j1 - 1 > i0 + offset
-            for exact in ((False, True) if lazy and j0 > 0 else (True,)):
-                if exact:
-                    neg_shift.zero_()  # the exact step starts from the raw scores
-                if straddles:
-                    torch.baddbmm(diagonal_bias(i0, i1, j0, j1), qi, kt[:, :, j0:j1], out=s)
-                else:
-                    torch.bmm(qi, kt[:, :, j0:j1], out=s)  # scores - shift, base-2 units
-                if not exact:  # fast step: keep the shift if no row rose more than 16 octaves above it
-                    s.exp2_()
-                    row_sum = s.sum(-1, keepdim=True)  # (n, bq, 1)
-                    if row_sum.max().item() <= limit:  # NaN or inf compare False: exact step
-                        l += row_sum
-                        acc.baddbmm_(s, vw[:, j0:j1])
-                        break
-                    continue
-                seen = l > 0  # (n, bq, 1): rows with something accumulated
-                new = s.amax(-1, keepdim=True)
-                new = torch.where(seen, torch.maximum(shift, new), new)
-                new = torch.where(new == -math.inf, torch.zeros_like(new), new)  # nothing visible yet
-                c = torch.where(seen, torch.exp2(shift - new), torch.zeros_like(new))  # <= 1
-                s.sub_(new).exp2_()
-                l.mul_(c).add_(s.sum(-1, keepdim=True))
-                acc.mul_(c).baddbmm_(s, vw[:, j0:j1])
-                shift = new
-                torch.neg(shift, out=neg_shift)
-        seen = l > 0
-        safe_l = torch.where(seen, l, torch.ones_like(l))
-        torch.div(acc, safe_l, out=output[:, i0:i1])
-        lse[:, i0:i1] = torch.where(seen, (shift + torch.log2(safe_l)) / LOG2E, -math.inf).squeeze(-1)
+    starts = list(range(0, L, block_q))
+    if causal:
+        starts.reverse()  # the longest query blocks first, so the threads finish together
+    queue, lock = iter(starts), threading.Lock()
+
+    def take():
+        with lock:
+            return next(queue, None)
+
+    def run_blocks(one_core):  # one thread's share: query blocks, taken one at a time until none is left
+        if one_core:
+            torch.set_num_threads(1)  # this thread's own products and passes run on one core
+        tile = torch.empty(n, block_q, block_k, dtype=work, device=device)  # this thread's only (.., bq, bk) buffer
+        qa = torch.empty(n, block_q, D + 1, dtype=work, device=device)
+        while (i0 := take()) is not None:
+            i1 = min(i0 + block_q, L)
+            qi = qa[:, :i1 - i0]  # (n, bq, D + 1)
+            torch.mul(qf[:, i0:i1].to(work), scale * LOG2E, out=qi[..., :D])
+            neg_shift = qi[..., D:]  # (n, bq, 1): a view into the product's operand
+            shift = torch.zeros(n, i1 - i0, 1, dtype=work, device=device)
+            l = torch.zeros(n, i1 - i0, 1, dtype=work, device=device)
+            acc = torch.zeros(n, i1 - i0, D_v, dtype=work, device=device)
+            key_end = min(S, i1 + offset) if causal else S
+            for j0 in range(0, max(key_end, 0), block_k):
+                j1 = min(j0 + block_k, S)
+                s = tile[:, :i1 - i0, :j1 - j0]  # (n, bq, bk)
+                straddles = causal and j1 - 1 > i0 + offset
+                for exact in ((False, True) if lazy and j0 > 0 else (True,)):
+                    if exact:
+                        neg_shift.zero_()  # the exact step starts from the raw scores
+                    if straddles:
+                        torch.baddbmm(diagonal_bias(i0, i1, j0, j1), qi, kt[:, :, j0:j1], out=s)
+                    else:
+                        torch.bmm(qi, kt[:, :, j0:j1], out=s)  # scores - shift, base-2 units
+                    if not exact:  # fast step: keep the shift if no row rose more than 16 octaves above it
+                        s.exp2_()
+                        row_sum = s.sum(-1, keepdim=True)  # (n, bq, 1)
+                        if row_sum.max().item() <= limit:  # NaN or inf compare False: exact step
+                            l += row_sum
+                            acc.baddbmm_(s, vw[:, j0:j1])
+                            break
+                        continue
+                    seen = l > 0  # (n, bq, 1): rows with something accumulated
+                    new = s.amax(-1, keepdim=True)
+                    new = torch.where(seen, torch.maximum(shift, new), new)
+                    new = torch.where(new == -math.inf, torch.zeros_like(new), new)  # nothing visible yet
+                    c = torch.where(seen, torch.exp2(shift - new), torch.zeros_like(new))  # <= 1
+                    s.sub_(new).exp2_()
+                    l.mul_(c).add_(s.sum(-1, keepdim=True))
+                    acc.mul_(c).baddbmm_(s, vw[:, j0:j1])
+                    shift = new
+                    torch.neg(shift, out=neg_shift)
+            seen = l > 0
+            safe_l = torch.where(seen, l, torch.ones_like(l))
+            torch.div(acc, safe_l, out=output[:, i0:i1])
+            lse[:, i0:i1] = torch.where(seen, (shift + torch.log2(safe_l)) / LOG2E, -math.inf).squeeze(-1)
+
+    threads = min(threads or torch.get_num_threads(), len(starts)) if device.type == "cpu" else 1
+    if threads <= 1:
+        run_blocks(one_core=False)
+    else:
+        saved = torch.get_num_threads()
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                for done in [pool.submit(run_blocks, True) for _ in range(threads)]:
+                    done.result()  # re-raises a thread's error here
+        finally:
+            torch.set_num_threads(saved)
     return output.reshape(lead + (L, D_v)).to(q.dtype), lse.reshape(lead + (L,))
     ### END SOLUTION

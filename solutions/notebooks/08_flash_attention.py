@@ -33,7 +33,7 @@
 #   the keys (the split-KV idea behind Flash-Decoding);
 # - the IO model of Dao et al. 2022: $\Theta(Nd + N^2)$ against $\Theta(N^2 d^2 / M)$ slow-memory accesses;
 # - the same kernel on CPU and GPU against PyTorch's `scaled_dot_product_attention`;
-# - where a tiled kernel's time goes on a CPU, and four changes that bring a Python-level kernel close to
+# - where a tiled kernel's time goes on a CPU, and five changes that bring a Python-level kernel close to
 #   PyTorch's fused one.
 #
 # **You will build**, in `src/attnlab/flash.py`: `online_softmax` (NumPy), then `online_softmax_update`
@@ -725,7 +725,7 @@ print(f"matrix products {gemm:.0f} us; teaching loop's extra passes (max, subtra
 # %% [markdown]
 # The matrix products are the floor: PyTorch's fused CPU kernel (SDPA) does them too (and one exp per score),
 # so a kernel can only approach SDPA by shrinking everything else. `fast_tiled_attention` keeps the same
-# algorithm and removes passes with four changes:
+# algorithm, removes passes and shares the work among threads, with five changes:
 #
 # 1. **`exp2` instead of `exp`.** $e^{x} = 2^{x \log_2 e}$, so multiplying $q$ once by
 #    $\text{scale} \cdot \log_2 e$ (one pass over `(L, D)`, not one per tile) puts the scores in base-2 units
@@ -755,18 +755,27 @@ print(f"matrix products {gemm:.0f} us; teaching loop's extra passes (max, subtra
 #    often a trained model's scores do depends on the model. FlashAttention-4 (Zadouri et al. 2026) calls its
 #    version *conditional softmax rescaling*: for 16-bit inputs its code keeps the old maximum unless the new
 #    one exceeds it by more than a threshold, though it still computes each tile's row max to decide.
-# 4. **In place, one buffer.** Products are written into one preallocated tile (`out=`) and accumulated
-#    with `baddbmm_`. A diagonal causal tile gets its mask added inside the product (`baddbmm` with a
-#    cached 0 / $-\infty$ tile), and tiles wholly in the future are skipped as before.
+# 4. **In place, one buffer.** Products are written into one preallocated tile per thread (`out=`) and
+#    accumulated with `baddbmm_`. A diagonal causal tile gets its mask added inside the product (`baddbmm`
+#    with a cached 0 / $-\infty$ tile), and tiles wholly in the future are skipped as before.
+# 5. **Threads share query blocks, not operations.** Query blocks are independent: FlashAttention-2 gives
+#    each its own group of GPU threads (Dao 2023), and PyTorch's fused CPU kernel hands out
+#    (batch, head, query block) items to its threads. Left alone, PyTorch instead splits every operation on a
+#    small tile across all cores and joins them again at its end. With `threads` > 1 (default: PyTorch's
+#    thread count), `fast_tiled_attention` starts that many Python threads (PyTorch releases Python's lock
+#    inside its operations, so they run at once); each calls `torch.set_num_threads(1)` for itself and takes
+#    the next query block until none is left, the longest first when causal. This notebook runs one thread,
+#    so here it changes nothing; `attnlab bench` runs both cores (figures below).
 #
-# **Implement** `fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scale=None)` in
-# `src/attnlab/flash.py`: the same contract as `tiled_attention` (returns `(output, lse)`, any leading
-# dims, L != S, end-aligned causal, float32 work for half inputs, output 0 and lse $-\infty$ for a query
-# that sees no key), default tiles 256 x 256; PyTorch's own attention is off limits, as there. It is graded
-# by the same oracle and cases as `tiled_attention` (memory cap included; its default-tile case is causal
-# here, with 256 x 256 tiles), plus scores that jump far above the shift after the first tile and scores that fall
-# far below it. The grade checks results only, so `tiled_attention`'s loop with 256 x 256 tiles also passes;
-# how fast yours is never affects it: `attnlab bench --learner` times it.
+# **Implement** `fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scale=None,
+# threads=None)` in `src/attnlab/flash.py`: the same contract as `tiled_attention` (returns
+# `(output, lse)`, any leading dims, L != S, end-aligned causal, float32 work for half inputs, output 0 and
+# lse $-\infty$ for a query that sees no key), default tiles 256 x 256; PyTorch's own attention is off
+# limits, as there. It is graded by the same oracle and cases as `tiled_attention` (memory cap included;
+# its default-tile case is causal here, with 256 x 256 tiles), plus scores that jump far above the shift
+# after the first tile and scores that fall far below it. The grader runs one thread, so change 5 is yours
+# to add or leave out. The grade checks results only, so `tiled_attention`'s loop with 256 x 256 tiles
+# also passes; how fast yours is never affects it: `attnlab bench --learner` times it.
 
 # %% tags=["check"]
 check("flash.fast_tiled_attention")

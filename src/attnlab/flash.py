@@ -19,6 +19,8 @@ this module (so ``import torch`` at the top of this file is fine), with NumPy in
 softmax may not be called inside it.
 """
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -169,7 +171,7 @@ def tiled_attention(q, k, v, block_q=128, block_k=128, causal=False, scale=None)
 LOG2E = 1.4426950408889634  # log2(e): exp(x) = exp2(x * log2 e)
 
 
-def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scale=None):
+def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scale=None, threads=None):
     """``tiled_attention``, rewritten for speed on a CPU: same arguments, same results, same memory bound.
 
     The challenge of notebook 08: on a CPU the straightforward loop can spend about as long on its
@@ -193,6 +195,10 @@ def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scal
     4. **In place, one tile buffer**, products written with ``out=`` and accumulated with ``baddbmm_``;
        causal key tiles wholly in the future are skipped and a diagonal tile's mask is added inside the
        product (``baddbmm``), from a cache of additive 0 / -inf tiles.
+    5. **Threads share the query blocks, not each operation.** Query blocks are independent (FlashAttention-2
+       parallelises over them, Dao 2023). On a CPU with several threads, each thread takes the next query
+       block, longest first when causal, and runs its products and passes on one core, instead of every
+       small operation being split across all cores and joined again.
 
     Parameters
     ----------
@@ -202,6 +208,10 @@ def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scal
         Tile sizes; default 256 x 256 (chosen with `attnlab bench` on the course's 2-core CPU).
     causal, scale :
         As ``tiled_attention`` (end-aligned causal rule; default scale 1/sqrt(D)).
+    threads : int, optional
+        CPU threads sharing the query blocks; default ``torch.get_num_threads()``, and always 1 on a GPU. While
+        they run, each sets PyTorch's thread count to 1 for itself; the caller's count is restored at the end.
+        The results do not depend on it (each query block is computed the same way by whichever thread).
 
     Returns
     -------
@@ -230,6 +240,8 @@ def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scal
     #    new) (0 where l == 0), s = exp2(s - new), l = c l + sum, acc = c acc + s v_j, shift = new, and
     #    -new back into qa's last column for the next tile.
     # 3. output = acc / l (0 where l == 0); lse = (shift + log2 l) / log2 e (-inf where l == 0).
+    # 4. Optional, for speed with several CPU threads: put steps 2-3 in a function that takes query blocks
+    #    from a shared queue, and run it in `threads` Python threads, each after torch.set_num_threads(1).
     raise NotImplementedError(
         "flash.fast_tiled_attention is not implemented yet: see notebooks/08_flash_attention.ipynb"
     )
