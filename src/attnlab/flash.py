@@ -172,12 +172,13 @@ LOG2E = 1.4426950408889634  # log2(e): exp(x) = exp2(x * log2 e)
 
 
 def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scale=None, threads=None):
-    """``tiled_attention``, rewritten for speed on a CPU: same arguments, same results, same memory bound.
+    """``tiled_attention``, rewritten for speed on a CPU: same arguments (and ``threads``), same results, same
+    memory bound.
 
     The challenge of notebook 08: on a CPU the straightforward loop can spend about as long on its
     elementwise passes over each tile (max, subtract, exp, sum) as on the two matrix products. This version
-    keeps the products and removes passes, with four changes (the first and third have counterparts in
-    FlashAttention's GPU kernels; notebook 08, section 9):
+    keeps the products, removes passes and shares the work among threads, with five changes (the first,
+    third and fifth have counterparts in FlashAttention's GPU kernels; notebook 08, section 9):
 
     1. **exp2 instead of exp.** q is multiplied once by ``scale * log2(e)``, so scores are in base-2 units
        and ``exp2`` replaces ``exp`` (the hardware instruction on GPUs, where FlashAttention-2's code uses
@@ -192,9 +193,9 @@ def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scal
        tile's row max where that is higher. So the data decide the speed, never the exactness.
        FlashAttention-4's conditional softmax rescaling (Zadouri et al. 2026) is the same idea, with a
        threshold on the max.
-    4. **In place, one tile buffer**, products written with ``out=`` and accumulated with ``baddbmm_``;
-       causal key tiles wholly in the future are skipped and a diagonal tile's mask is added inside the
-       product (``baddbmm``), from a cache of additive 0 / -inf tiles.
+    4. **In place, one tile buffer per thread**, products written with ``out=`` and accumulated with
+       ``baddbmm_``; causal key tiles wholly in the future are skipped and a diagonal tile's mask is added
+       inside the product (``baddbmm``), from a cache of additive 0 / -inf tiles.
     5. **Threads share the query blocks, not each operation.** Query blocks are independent (FlashAttention-2
        parallelises over them, Dao 2023). On a CPU with several threads, each thread takes the next query
        block, longest first when causal, and runs its products and passes on one core, instead of every
