@@ -1,7 +1,8 @@
 """`attnlab bench`: naive attention, PyTorch's SDPA and the tiled FlashAttention kernels, side by side in one run.
 
     attnlab bench [--quick] [--lengths 512,1024,2048,4096,8192] [--mode both|full|causal] [--causal]
-                  [--device cpu|cuda|all] [--dtype float32] [--kernels naive-numpy,naive-torch,sdpa,tiled,fast]
+                  [--device cpu|cuda|all] [--dtype float32]
+                  [--kernels naive-numpy,naive-torch,sdpa,tiled,fast,triton]
                   [--learner] [--src DIR] [--block-q N] [--block-k N] [--repeat 3] [--batch 1] [--heads 8]
                   [--dim 64] [--memory-length 16384] [--naive-budget-mb 6144] [--threads N] [--seed 0]
                   [--out bench-results] [--no-progress]
@@ -22,7 +23,10 @@ Self-attention (L = S) on inputs (B, H, L, D) drawn with a fixed seed, non-causa
 * ``yours:tiled`` and ``yours:fast``, with ``--learner`` (the course's ``src/``) or ``--src DIR`` (a folder
   holding attnlab/ or its src/; implies ``--learner``): your kernels, at their default blocks unless the
   blocks are fixed. One still raising NotImplementedError gets the note "not implemented yet (notebook 08)"
-  and the run goes on; any other exception gives "failed: Type: message" and exit status 1 at the end.
+  and the run goes on; any other exception gives "failed: Type: message" and exit status 1 at the end;
+* ``triton``: the course's Triton kernel (``autograde/triton_flash.py``), GPU rows only, at the faster of
+  its own blocks (64x64, 128x64; ``--block-q``/``--block-k`` do not apply to it). Without the ``triton``
+  package its rows say so.
 
 Measurements. First the machine's own GEMM rate: the fastest of 5 ``torch.mm`` calls (after 2 warm-ups) of
 2048 x 2048 on the CPU, 8192 x 8192 on a GPU, in the benchmark's dtype, measured again after the kernels
@@ -52,8 +56,8 @@ them at L = 8192, 4 GiB).
 
 CUDA, when present (``--device all``, the default, or ``cuda``): the same table on the GPU (no
 naive-numpy), then a half-precision table (bfloat16 where supported, else float16): SDPA forced to its
-flash backend (``sdpa-flash``, the reference there), tiled and fast, in TFLOP/s and as a share ("% peak")
-of the GPU's dense bf16/fp16 tensor-core peak from a small table of known devices (``dense_peak_tflops``;
+flash backend (``sdpa-flash``, the reference there), tiled, fast and triton, in TFLOP/s and as a share
+("% peak") of the GPU's dense bf16/fp16 tensor-core peak from a small table of known devices (``dense_peak_tflops``;
 unknown devices: n/a). Without CUDA a line says the GPU rows were skipped; ``--device cuda`` then exits 2.
 
 Output: the table (and a summary: at L = 4096 and 8192, or the largest L run, fast and tiled as a
@@ -109,9 +113,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-KERNELS = ("naive-numpy", "naive-torch", "sdpa", "tiled", "fast")
-HALF_KERNELS = ("sdpa-flash", "tiled", "fast")
-MEMORY_KERNELS = ("naive-torch", "sdpa", "tiled", "fast")  # the ones the memory run measures
+KERNELS = ("naive-numpy", "naive-torch", "sdpa", "tiled", "fast", "triton")
+HALF_KERNELS = ("sdpa-flash", "tiled", "fast", "triton")
+MEMORY_KERNELS = ("naive-torch", "sdpa", "tiled", "fast", "triton")  # the ones the memory run measures
 REFERENCES = ("sdpa", "sdpa-flash")  # the first of these present in a group is what errors and ratios use
 MODES = ("full", "causal")
 LENGTHS = (512, 1024, 2048, 4096, 8192)
@@ -830,6 +834,16 @@ def run_benchmark(lengths=LENGTHS, modes=MODES, devices=("cpu",), kernels=None, 
         for name in (HALF_KERNELS if half_table else names):
             if name == "naive-numpy" and device != "cpu":
                 continue  # NumPy runs on the CPU only
+            if name == "triton":
+                if device == "cpu":
+                    continue  # a GPU kernel (its CPU interpreter is for tests, far too slow to time)
+                from autograde import triton_flash
+
+                usable, why = triton_flash.status()
+                specs.append(_Spec(name, "tiled", triton_flash.triton_attention if usable else None,
+                                   candidates=triton_flash.BLOCKS,
+                                   unavailable=None if usable else f"not available: {why}"))
+                continue
             if name in ("tiled", "fast"):
                 fn = reference.get(name)
                 missing = None if fn is not None else (reference_note or f"not available: no {name} kernel given")
@@ -1001,7 +1015,7 @@ def summary(rows):
             parts = []
             for L in chosen:
                 at = {r["kernel"]: r for r in mine if r["mode"] == mode and r["L"] == L}
-                shown = [f"{k} {_ratio(at[k]['x_sdpa'])}" for k in ("fast", "tiled", "yours:fast", "yours:tiled")
+                shown = [f"{k} {_ratio(at[k]['x_sdpa'])}" for k in ("fast", "tiled", "triton", "yours:fast", "yours:tiled")
                          if k in at and at[k]["x_sdpa"] is not None]
                 if dtype in ("bfloat16", "float16") and device != "cpu":
                     shown = [f"{k} {_rate(at[k]['gflops'])} ({_pct(at[k]['pct_device_peak'])})"

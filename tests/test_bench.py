@@ -351,11 +351,21 @@ def test_a_gpu_half_precision_table_shows_the_share_of_the_peak():
         r.update(seconds=seconds, gemm_gflops=700_000.0, device_peak_tflops=peak, status="ok")
         return r
 
-    rows = bench.derive([row("sdpa-flash", 0.0005, 989.0), row("tiled", 0.01, 989.0), row("fast", 0.005, None)])
+    rows = bench.derive([row("sdpa-flash", 0.0005, 989.0), row("tiled", 0.01, 989.0), row("fast", 0.005, None),
+                         row("triton", 0.001, 989.0)])
     table = bench.format_table(rows)
     assert "% peak" in table and "TF/s" in table and "n/a" in table
     text = bench.summary(rows)
     assert "share of the H100 SXM dense bfloat16 peak, 989 TFLOP/s" in text and "sdpa-flash 274.9 TF/s" in text
+    assert "triton 137.4 TF/s (14%)" in text
+
+
+def test_the_triton_kernel_is_a_gpu_row_only(monkeypatch):
+    """On the CPU the Triton kernel has no row (its interpreter is for tests); `--kernels triton` is valid."""
+    assert "triton" in bench.KERNELS and "triton" in bench.HALF_KERNELS and "triton" in bench.MEMORY_KERNELS
+    rows = bench.run_benchmark([64], modes=("full",), kernels=("sdpa", "triton"), repeat=1, heads=1, half=False)
+    assert {r["kernel"] for r in rows} == {"sdpa"}
+    assert bench._kernel_list("sdpa,triton") == ["sdpa", "triton"]
 
 
 class FakeStream:
