@@ -661,7 +661,10 @@ display(bench.plot(rows, title=f"your tiled_attention vs SDPA and naive attentio
 # products and the traffic that tiling saves matters much less. The speed of FlashAttention comes from
 # fusing the whole loop into one GPU kernel that keeps the tiles in SRAM; PyTorch's SDPA is such a fused
 # kernel on both devices. On a GPU the same Python loop also launches several small kernels per tile, so it
-# shows the exactness and the memory, while SDPA (or a Triton or CUDA kernel) shows the speed.
+# shows the exactness and the memory, while SDPA (or a Triton or CUDA kernel) shows the speed. The course
+# ships one Triton kernel to read, `autograde/triton_flash.py`: the loop of `tiled_attention` written once
+# for a GPU program that owns one query block of one head, its tiles in registers and on-chip memory.
+# `attnlab bench` times it on a GPU next to SDPA's flash backend.
 
 # %% [markdown]
 # **Written answer.** In the table your `tiled_attention` is slower than PyTorch's SDPA on this CPU, and at
