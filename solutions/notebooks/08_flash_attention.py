@@ -662,9 +662,10 @@ display(bench.plot(rows, title=f"your tiled_attention vs SDPA and naive attentio
 # fusing the whole loop into one GPU kernel that keeps the tiles in SRAM; PyTorch's SDPA is such a fused
 # kernel on both devices. On a GPU the same Python loop also launches several small kernels per tile, so it
 # shows the exactness and the memory, while SDPA (or a Triton or CUDA kernel) shows the speed. The course
-# ships one Triton kernel to read, `autograde/triton_flash.py`: the loop of `tiled_attention` written once
-# for a GPU program that owns one query block of one head, its tiles in registers and on-chip memory.
-# `attnlab bench` times it on a GPU next to SDPA's flash backend.
+# ships one Triton kernel to read, `autograde/triton_flash.py`: the loop of `tiled_attention` as one GPU
+# program per query block of one (batch, head) pair, FlashAttention-2's split of the work (Dao 2023), with
+# the running max, sum and accumulator kept in registers. `attnlab bench` times it on a GPU next to SDPA,
+# and in half precision next to SDPA's flash backend.
 
 # %% [markdown]
 # **Written answer.** In the table your `tiled_attention` is slower than PyTorch's SDPA on this CPU, and at
@@ -761,14 +762,17 @@ print(f"matrix products {gemm:.0f} us; teaching loop's extra passes (max, subtra
 # 4. **In place, one buffer.** Products are written into one preallocated tile per thread (`out=`) and
 #    accumulated with `baddbmm_`. A diagonal causal tile gets its mask added inside the product (`baddbmm`
 #    with a cached 0 / $-\infty$ tile), and tiles wholly in the future are skipped as before.
-# 5. **Threads share query blocks, not operations.** Query blocks are independent: FlashAttention-2 gives
-#    each its own group of GPU threads (Dao 2023), and PyTorch's fused CPU kernel hands out
-#    (batch, head, query block) items to its threads. Left alone, PyTorch instead splits every operation on a
-#    small tile across all cores and joins them again at its end. With `threads` > 1 (default: PyTorch's
-#    thread count), `fast_tiled_attention` starts that many Python threads (PyTorch releases Python's lock
-#    inside its operations, so they run at once); each calls `torch.set_num_threads(1)` for itself and takes
-#    the next query block until none is left, the longest first when causal. This notebook runs one thread,
-#    so here it changes nothing; `attnlab bench` runs both cores (figures below).
+# 5. **Threads share query blocks, not operations.** Query blocks are independent: in its forward pass
+#    FlashAttention-2 gives each (batch, head, query block) its own GPU thread block (Dao 2023), and
+#    PyTorch's fused CPU kernel divides the same (batch, head, query block) items among its threads. Left
+#    alone, PyTorch instead splits each large enough operation on a tile (a product, the exp, a sum) across
+#    all cores, which wait for one another at its end. With `threads` > 1 (default: PyTorch's thread count,
+#    at most one per query block), `fast_tiled_attention` starts that many Python threads. PyTorch releases
+#    Python's global interpreter lock while an operation runs, so their operations overlap; only the Python
+#    code between operations takes turns. Each thread calls `torch.set_num_threads(1)` (per thread with
+#    PyTorch's default OpenMP backend; the caller's count is set back at the end) and takes the next query
+#    block until none is left, the longest first when causal. This notebook runs one thread, so here it
+#    changes nothing; `attnlab bench` runs both cores (figures below).
 #
 # **Implement** `fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scale=None,
 # threads=None)` in `src/attnlab/flash.py`: the same contract as `tiled_attention` (returns
@@ -852,7 +856,7 @@ else:
 # | lse | backward recomputes $P = e^{s - \mathrm{lse}}$; merges split keys exactly (Flash-Decoding) | section 6 |
 # | IO model | $\Theta(Nd + N^2)$ vs $\Theta(N^2 d^2/M)$ HBM accesses (Dao et al. 2022) | section 7 |
 # | GPU vs CPU | same code on both; exact against SDPA on each device; speed needs a fused kernel | section 8 |
-# | fast kernel | matrix products are the floor; exp2, shift inside the product, lazy rescaling, in place | section 9 |
+# | fast kernel | matrix products are the floor; exp2, shift inside the product, lazy rescaling, in place, threads share query blocks | section 9 |
 #
 # **Questions answered:** theory-39 (FlashAttention and memory-efficient implementations), qa-14 (the
 # one-liner).

@@ -196,10 +196,10 @@ def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scal
     4. **In place, one tile buffer per thread**, products written with ``out=`` and accumulated with
        ``baddbmm_``; causal key tiles wholly in the future are skipped and a diagonal tile's mask is added
        inside the product (``baddbmm``), from a cache of additive 0 / -inf tiles.
-    5. **Threads share the query blocks, not each operation.** Query blocks are independent (FlashAttention-2
-       parallelises over them, Dao 2023). On a CPU with several threads, each thread takes the next query
-       block, longest first when causal, and runs its products and passes on one core, instead of every
-       small operation being split across all cores and joined again.
+    5. **Threads share the query blocks, not each operation.** Query blocks are independent (FlashAttention-2's
+       forward pass gives each its own GPU thread block, Dao 2023). On a CPU with several threads, each
+       thread takes the next query block, longest first when causal, and runs its products and passes on one
+       core, instead of each operation on a tile being split across all cores that then wait for one another.
 
     Parameters
     ----------
@@ -210,9 +210,11 @@ def fast_tiled_attention(q, k, v, block_q=None, block_k=None, causal=False, scal
     causal, scale :
         As ``tiled_attention`` (end-aligned causal rule; default scale 1/sqrt(D)).
     threads : int, optional
-        CPU threads sharing the query blocks; default ``torch.get_num_threads()``, and always 1 on a GPU. While
-        they run, each sets PyTorch's thread count to 1 for itself; the caller's count is restored at the end.
-        The results do not depend on it (each query block is computed the same way by whichever thread).
+        CPU threads sharing the query blocks; default ``torch.get_num_threads()``, at most one per query block,
+        always 1 on a GPU. Each calls ``torch.set_num_threads(1)``: with PyTorch's default OpenMP backend that
+        limits the calling thread's own operations, but it also sets the count that threads first using
+        PyTorch later begin with, so the caller's count is set again at the end. A query block goes through the same
+        operations whichever thread takes it, so the results match one thread's (bit for bit in the tests).
 
     Returns
     -------
