@@ -30,15 +30,15 @@ Self-attention (L = S) on inputs (B, H, L, D) drawn with a fixed seed, non-causa
   package its rows say so.
 
 Measurements. First the machine's own GEMM rate: the fastest of 5 ``torch.mm`` calls (after 2 warm-ups) of
-2048 x 2048 on the CPU, 8192 x 8192 on a GPU, in the benchmark's dtype, measured again after the kernels
-(the higher of the two counts: noise only ever slows a call). Then, at each (device, mode, L),
-each kernel's first call (its warm-up) is the one whose peak memory is measured; after it, ``--repeat``
-rounds (default 3) are INTERLEAVED: each round calls every kernel once in turn, so machine noise hits them
-alike, and the median per kernel is reported. The naive kernels get interleaved rounds of their own, after
-the others' (their gigabytes of fresh memory per call slowed the kernel timed next). Columns: median time; achieved FLOP/s, counting
-4 * B * H * L * S * D FLOPs (half of it when causal); "% GEMM", that rate over the GEMM rate; "x SDPA",
-the median time over SDPA's; "peak MiB", the peak extra memory of one call; "max|err|" against SDPA;
-on GPU rows "GPU/CPU", the CPU median over the GPU median of the same kernel (a speed-up). Peak memory:
+2048 x 2048 on the CPU, 8192 x 8192 on a GPU, in the benchmark's dtype, measured again after the kernels (the
+higher of the two counts: noise only ever slows a call). Then, at each (device, mode, L), each kernel's first
+call (its warm-up) is the one whose peak memory is measured; after it, ``--repeat`` rounds (default 3) are
+INTERLEAVED: each round calls every kernel once in turn, so machine noise hits them alike, and the median per
+kernel is reported. The naive kernels get interleaved rounds of their own, after the others' (their gigabytes
+of fresh memory per call slowed the kernel timed next). Columns: median time; achieved FLOP/s, counting
+4*B*H*L*S*D FLOPs (half of it when causal); "% GEMM", that rate over the GEMM rate; "x SDPA", the median time
+over SDPA's; "peak MiB", the peak extra memory of one call; "max|err|" against SDPA; on GPU rows "GPU/CPU",
+the CPU median over the GPU median of the same kernel (a speed-up). Peak memory:
 
 * CPU: the growth of the process's peak resident set during the call (Linux ``VmHWM``, reset through
   ``/proc/self/clear_refs``, after ``malloc_trim(0)`` hands freed heap pages back so that reused memory is
@@ -58,8 +58,9 @@ them at L = 8192, 4 GiB).
 CUDA, when present (``--device all``, the default, or ``cuda``): the same table on the GPU (no
 naive-numpy), then a half-precision table (bfloat16 where supported, else float16): SDPA forced to its
 flash backend (``sdpa-flash``, the reference there), tiled, fast and triton, in TFLOP/s and as a share
-("% peak") of the GPU's dense bf16/fp16 tensor-core peak from a small table of known devices (``dense_peak_tflops``;
-unknown devices: n/a). Without CUDA a line says the GPU rows were skipped; ``--device cuda`` then exits 2.
+("% peak") of the GPU's dense bf16/fp16 tensor-core peak from a small table of known devices
+(``dense_peak_tflops``; unknown devices: n/a). Without CUDA a line says the GPU rows were skipped;
+``--device cuda`` then exits 2.
 
 Output: the table (and a summary: at L = 4096 and 8192, or the largest L run, fast and tiled as a
 multiple of SDPA's time per mode, the GEMM rates and the memory comparison) on the terminal; a progress
@@ -1024,7 +1025,8 @@ def summary(rows):
             parts = []
             for L in chosen:
                 at = {r["kernel"]: r for r in mine if r["mode"] == mode and r["L"] == L}
-                shown = [f"{k} {_ratio(at[k]['x_sdpa'])}" for k in ("fast", "tiled", "triton", "yours:fast", "yours:tiled")
+                shown = [f"{k} {_ratio(at[k]['x_sdpa'])}"
+                         for k in ("fast", "tiled", "triton", "yours:fast", "yours:tiled")
                          if k in at and at[k]["x_sdpa"] is not None]
                 if dtype in ("bfloat16", "float16") and device != "cpu":
                     shown = [f"{k} {_rate(at[k]['gflops'])} ({_pct(at[k]['pct_device_peak'])})"
