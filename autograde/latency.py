@@ -43,13 +43,22 @@ def _notebook_seconds(nb):
     saved = {k: os.environ.get(k) for k in (*env, "ATTNLAB_QUICK")}
     os.environ.update(env)
     os.environ.pop("ATTNLAB_QUICK", None)  # the real demos
+    # The kernel's own stderr (ipykernel's start-up warnings) goes to a file, shown only if the run fails;
+    # a cell's error reaches us through the kernel's messages either way.
+    log = tempfile.TemporaryFile(mode="w+")
     try:
         notebook = nbformat.read(ROOT / "notebooks" / f"{nb.name}.ipynb", as_version=4)
         t0 = time.monotonic()
-        NotebookClient(notebook, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+        try:
+            NotebookClient(notebook, timeout=600, kernel_name="python3",
+                           resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute(stderr=log)
+        except Exception:
+            log.seek(0)
+            sys.stderr.write(log.read()[-4000:])
+            raise
         return time.monotonic() - t0
     finally:
+        log.close()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -23,3 +23,24 @@ def test_bad_input_is_one_clear_line(argv, message, capsys):
     assert main(argv, out=lambda *_: None) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_notebook_s_kernel_stderr_is_kept_out_of_the_output_unless_the_run_fails(tmp_path, monkeypatch, capfd):
+    """ipykernel prints start-up warnings on its stderr: they go to a file, echoed only when a cell fails."""
+    import types
+
+    import nbformat
+    from nbclient.exceptions import CellExecutionError
+
+    from autograde import latency
+
+    (tmp_path / "notebooks").mkdir()
+    for name, tail in (("quiet", ""), ("broken", "\nraise ValueError('broken cell')")):
+        cell = nbformat.v4.new_code_cell(f"import os\nos.write(2, b'kernel says {name}\\n')" + tail)
+        nbformat.write(nbformat.v4.new_notebook(cells=[cell]), tmp_path / "notebooks" / f"{name}.ipynb")
+    monkeypatch.setattr(latency, "ROOT", tmp_path)
+    assert latency._notebook_seconds(types.SimpleNamespace(name="quiet")) > 0
+    assert "kernel says" not in capfd.readouterr().err
+    with pytest.raises(CellExecutionError, match="broken cell"):
+        latency._notebook_seconds(types.SimpleNamespace(name="broken"))
+    assert "kernel says broken" in capfd.readouterr().err
