@@ -17,12 +17,12 @@ It needs the ``triton`` package and a CUDA GPU. On a machine without one, Triton
 kernel on CPU tensors, slowly, when the environment has ``TRITON_INTERPRET=1`` before ``triton`` is first
 imported: that is how the tests check it on CPU-only machines (tests/test_triton_flash.py).
 """
+import functools
 import math
 import os
 
 LOG2E = 1.4426950408889634  # log2(e)
 BLOCKS = ((64, 64), (128, 64))  # (block_q, block_k) candidates for `attnlab bench`
-_KERNEL = []  # the compiled-on-demand @triton.jit function, built on first use
 
 
 def interpreting():
@@ -45,10 +45,9 @@ def status():
     return True, f"CUDA: {torch.cuda.get_device_name()}"
 
 
+@functools.cache
 def _kernel():
-    """Build the @triton.jit kernel once (importing triton only when the kernel is first used)."""
-    if _KERNEL:
-        return _KERNEL[0]
+    """(triton, the @triton.jit kernel), built once, on first use (so triton is imported only then)."""
     import triton
     import triton.language as tl
 
@@ -96,8 +95,7 @@ def _kernel():
         lse = tl.where(seen, (m + tl.log2(safe_l)) * 0.6931471805599453, float("-inf"))  # times ln 2: natural log
         tl.store(LSE + pair * L + rows, lse, mask=rows < L)
 
-    _KERNEL.append((triton, attention_forward))
-    return _KERNEL[0]
+    return triton, attention_forward
 
 
 def triton_attention(q, k, v, block_q=64, block_k=64, causal=False, scale=None):
